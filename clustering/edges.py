@@ -1,0 +1,177 @@
+"""Edge probabilities and Jaccard refinements on the kNN graph (METHOD.md steps 3-5), vectorised.
+
+All functions work on the kNN lists: ``nbrs (N, K)`` (self first) and ``sims (N, K)``, and return arrays aligned
+with them: entry ``[i, s]`` is about the pair ``(i, nbrs[i, s])``.
+
+Notation: ``d_ij = 2 - 2 a_ij`` with ``a_ij`` the cosine similarity.
+
+* :func:`sigmoid_prob`: ``P_ij = 1 / (1 + exp(a d_ij - b))`` (this method; a = 7.5, b = 5),
+* :func:`exp_prob`: ``p_ij = exp(-d_ij / tau)`` with the cosine clipped to [0, 1] first (FC-ESER; tau = 0.5),
+* :func:`row_normalise`: ``p^_ij = P_ij / s_i``, ``s_i = sum_{h in N_i} P_ih`` over all K neighbours,
+* :func:`topk_jaccard`: with ``N_i^k`` the first ``k_i`` neighbours and ``M_ij = N_i^k ∩ N_j^k``,
+  ``p~_ij = sum_{h in M_ij} (p^_ih + p^_jh) / (sum_{h in N_i^k} p^_ih + sum_{h in N_j^k} p^_jh)``;
+  FC-ESER's weighted Jaccard is the same with ``k_i = K`` for all i (:func:`weighted_jaccard`),
+* :func:`plain_jaccard`: Ada-NETS' ``|N_i^k ∩ N_j^k| / |N_i^k ∪ N_j^k|``,
+* :func:`oracle_k`: the Ada-NETS training target ``k*_i = argmax_k F_beta(k)``.
+
+The intersections are computed for all N x K pairs at once, chunk by chunk: a chunk of C centres scatters its
+Top-K rows into a dense ``(C, N)`` buffer, every neighbour j's Top-K list is gathered against it
+(``(C, K, K)`` lookups), and the touched entries are reset afterwards. Work is ``O(N K^2)`` gathers, memory
+``O(C N)`` with C chosen from ``mem_mb``; no Python loop runs over nodes or edges.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["sigmoid_prob", "exp_prob", "edge_prob", "row_normalise", "intersections", "topk_jaccard",
+           "weighted_jaccard", "plain_jaccard", "oracle_k", "same_identity", "TRANSFORMS"]
+
+
+def sigmoid_prob(sims: np.ndarray, a: float = 7.5, b: float = 5.0) -> np.ndarray:
+    """``P = 1 / (1 + exp(a (2 - 2 sims) - b))``: sigmoid of the distance, steep near the identity boundary."""
+    d = 2.0 - 2.0 * np.asarray(sims, dtype=np.float32)
+    return (1.0 / (1.0 + np.exp(np.clip(a * d - b, -60, 60)))).astype(np.float32)
+
+
+def exp_prob(sims: np.ndarray, tau: float = 0.5) -> np.ndarray:
+    """FC-ESER: ``p = exp(-(2 - 2 clip(sims, 0, 1)) / tau)``."""
+    d = 2.0 - 2.0 * np.clip(np.asarray(sims, dtype=np.float32), 0.0, 1.0)
+    return np.exp(-d / tau).astype(np.float32)
+
+
+TRANSFORMS = {"sigmoid": sigmoid_prob, "exp": exp_prob}
+
+
+def edge_prob(sims: np.ndarray, transform: str = "sigmoid") -> np.ndarray:
+    """Edge probability from similarity by name: ``"sigmoid"`` (this method) or ``"exp"`` (FC-ESER)."""
+    try:
+        return TRANSFORMS[transform](sims)
+    except KeyError:
+        raise ValueError(f"unknown edge transform {transform!r}; choose from {sorted(TRANSFORMS)}") from None
+
+
+def row_normalise(p: np.ndarray) -> np.ndarray:
+    """``p^_ij = p_ij / sum_h p_ih`` (rows summing to 0 stay 0)."""
+    s = p.sum(axis=1, keepdims=True, dtype=np.float64)
+    return (p / np.where(s > 0, s, 1.0)).astype(np.float32)
+
+
+def _chunk_rows(n: int, k: int, mem_mb: float) -> int:
+    per_row = 2 * 4 * n + 3 * 8 * k * k  # two dense float32 rows + the gathered (K, K) blocks
+    return int(max(1, min(n, mem_mb * 2**20 // per_row)))
+
+
+def intersections(nbrs: np.ndarray, p_hat: np.ndarray, k: np.ndarray | int | None = None, *,
+                  mem_mb: float = 512, threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every kNN pair ``(i, j = nbrs[i, s])`` sums over ``M_ij = N_i^k ∩ N_j^k``.
+
+    Args:
+        nbrs: ``(N, K)`` int64 neighbour ids, self first.
+        p_hat: ``(N, K)`` float32 weights aligned with ``nbrs`` (``p^_ih`` for ``h = nbrs[i, t]``).
+        k: per-node Top-K sizes ``(N,)`` in 1..K, a single int, or ``None`` for all K.
+        mem_mb: memory budget of the dense chunk buffers.
+
+    Returns:
+        ``(a, b, c)``, each ``(N, K)`` float32: ``a = sum_{h in M_ij} p^_ih``, ``b = sum_{h in M_ij} p^_jh``,
+        ``c = |M_ij|``.
+    """
+    n, kk = nbrs.shape
+    k_vec = _k_vector(k, n, kk)
+    if threads:
+        torch.set_num_threads(threads)
+    nb = torch.from_numpy(np.ascontiguousarray(nbrs, dtype=np.int64))
+    ph = torch.from_numpy(np.ascontiguousarray(p_hat, dtype=np.float32))
+    in_top = torch.arange(kk)[None, :] < torch.from_numpy(k_vec)[:, None]  # (N, K) rank < k_i
+    ph_top = ph * in_top                                                  # p^_ih restricted to N_i^k
+    a = torch.empty((n, kk), dtype=torch.float32)
+    b = torch.empty((n, kk), dtype=torch.float32)
+    c = torch.empty((n, kk), dtype=torch.float32)
+    rows = _chunk_rows(n, kk, mem_mb)
+    dense_p = torch.zeros((rows, n), dtype=torch.float32)  # dense_p[r, h] = p^_ih, h in N_i^k
+    dense_m = torch.zeros((rows, n), dtype=torch.float32)  # dense_m[r, h] = 1,      h in N_i^k
+    with torch.inference_mode():
+        for start in range(0, n, rows):
+            stop = min(n, start + rows)
+            cr = stop - start
+            local = torch.arange(cr)[:, None].expand(cr, kk)
+            own = nb[start:stop]                                    # (C, K) ids h of N_i
+            dense_p[local, own] = ph_top[start:stop]
+            dense_m[local, own] = in_top[start:stop].float()
+            j = own                                                 # (C, K) the pair partners
+            hj = nb[j]                                              # (C, K, K) N_j ids
+            wj = ph_top[j]                                          # (C, K, K) p^_jh on N_j^k (0 outside)
+            mj = in_top[j]                                          # (C, K, K) h in N_j^k
+            flat = (torch.arange(cr)[:, None, None] * n + hj).reshape(-1)
+            gp = dense_p.view(-1)[flat].view(cr, kk, kk)            # p^_ih (0 unless h in N_i^k)
+            gm = dense_m.view(-1)[flat].view(cr, kk, kk)            # 1 if h in N_i^k
+            a[start:stop] = (gp * mj).sum(-1)
+            b[start:stop] = (wj * gm).sum(-1)
+            c[start:stop] = (gm * mj).sum(-1)
+            dense_p[local, own] = 0.0
+            dense_m[local, own] = 0.0
+    return a.numpy(), b.numpy(), c.numpy()
+
+
+def _k_vector(k: np.ndarray | int | None, n: int, kk: int) -> np.ndarray:
+    if k is None:
+        return np.full(n, kk, dtype=np.int64)
+    if np.isscalar(k):
+        return np.full(n, int(k), dtype=np.int64).clip(1, kk)
+    k = np.asarray(k, dtype=np.int64).reshape(-1)
+    if k.shape[0] != n:
+        raise ValueError(f"k has {k.shape[0]} entries for {n} nodes")
+    return k.clip(1, kk)
+
+
+def topk_jaccard(nbrs: np.ndarray, sims: np.ndarray, k: np.ndarray | int | None, *, transform: str = "sigmoid",
+                 mem_mb: float = 512) -> np.ndarray:
+    """Top-K weighted Jaccard edge probability ``p~_ij`` (METHOD.md step 5) for every kNN pair, ``(N, K)``.
+
+    Args:
+        nbrs, sims: the kNN graph (self first).
+        k: per-node Top-K sizes (predicted or oracle), an int, or ``None`` for all K (FC-ESER's version).
+        transform: ``"sigmoid"`` (this method) or ``"exp"`` (FC-ESER) for ``P_ij``.
+    """
+    n, kk = nbrs.shape
+    p_hat = row_normalise(edge_prob(sims, transform))
+    k_vec = _k_vector(k, n, kk)
+    a, b, _ = intersections(nbrs, p_hat, k_vec, mem_mb=mem_mb)
+    s = (p_hat * (np.arange(kk)[None, :] < k_vec[:, None])).sum(axis=1)  # sum_{h in N_i^k} p^_ih
+    denom = s[:, None] + s[nbrs]
+    return ((a + b) / np.maximum(denom, 1e-12)).astype(np.float32)
+
+
+def weighted_jaccard(nbrs: np.ndarray, sims: np.ndarray, *, transform: str = "exp", mem_mb: float = 512) -> np.ndarray:
+    """FC-ESER's weighted Jaccard: :func:`topk_jaccard` over all K neighbours with the exp transform."""
+    return topk_jaccard(nbrs, sims, None, transform=transform, mem_mb=mem_mb)
+
+
+def plain_jaccard(nbrs: np.ndarray, k: np.ndarray | int | None = None, *, mem_mb: float = 512) -> np.ndarray:
+    """Ada-NETS' ``|N_i^k ∩ N_j^k| / |N_i^k ∪ N_j^k|`` for every kNN pair, ``(N, K)``."""
+    n, kk = nbrs.shape
+    k_vec = _k_vector(k, n, kk)
+    _, _, c = intersections(nbrs, np.ones(nbrs.shape, np.float32), k_vec, mem_mb=mem_mb)
+    union = k_vec[:, None] + k_vec[nbrs] - c
+    return (c / np.maximum(union, 1)).astype(np.float32)
+
+
+def same_identity(nbrs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``(N, K)`` bool: neighbour ``nbrs[i, s]`` has the label of ``i``."""
+    return labels[nbrs] == labels[:, None]
+
+
+def oracle_k(nbrs: np.ndarray, labels: np.ndarray, beta: float = 0.5) -> np.ndarray:
+    """Ada-NETS target ``k*_i = argmax_k F_beta(k)`` in 1..K (first maximum), ``(N,)`` int64.
+
+    ``precision(k)`` is the share of the first k neighbours (self included) with i's label, ``recall(k)`` the
+    number of same-label neighbours among the first k over that number among all K.
+    """
+    same = same_identity(nbrs, labels).astype(np.float64)
+    cum = np.cumsum(same, axis=1)
+    ks = np.arange(1, nbrs.shape[1] + 1, dtype=np.float64)
+    precision = cum / ks
+    recall = cum / np.maximum(cum[:, -1:], 1.0)
+    b2 = beta * beta
+    f = (1 + b2) * precision * recall / np.maximum(b2 * precision + recall, 1e-12)
+    return (np.argmax(f, axis=1) + 1).astype(np.int64)

@@ -1,0 +1,153 @@
+"""k-nearest-neighbour graph by cosine similarity with faiss (METHOD.md step 2).
+
+``knn_search`` returns ``nbrs`` (N x K int64) and ``sims`` (N x K float32) sorted by similarity, **self first**.
+Inputs must already be L2-normalised (:func:`clustering.preprocess.preprocess`), so inner product = cosine.
+
+Index choice (``method``):
+
+* ``"flat"``: exact ``IndexFlatIP``; the default (``"auto"``) up to ``flat_max`` faces.
+* ``"ivf"``: ``IndexIVFFlat`` (inner product) with ``nlist ~ 4 sqrt(N)`` lists trained on a sample, searched with
+  ``nprobe`` lists; ``"auto"`` picks it above ``flat_max``.
+* ``"hnsw"``: ``IndexHNSWFlat`` (inner product), ``M = 32``, ``efSearch = max(2K, ef_search)``.
+
+On a GPU when ``faiss.get_num_gpus() > 0`` (and ``device`` is not ``"cpu"``), on the CPU otherwise. Queries run
+in chunks of ``chunk`` rows, so memory beyond the index stays ``O(chunk * K)``; a progress bar shows on long runs.
+"""
+from __future__ import annotations
+
+import logging
+
+import faiss
+import numpy as np
+from tqdm.auto import tqdm
+
+__all__ = ["knn_search", "put_self_first", "faiss_on_gpu"]
+
+log = logging.getLogger(__name__)
+
+
+def faiss_on_gpu(device: str = "auto") -> bool:
+    """Whether faiss should use the GPU: ``device`` is ``"auto"``/``"cuda"`` and faiss sees a GPU."""
+    if device == "cpu":
+        return False
+    n_gpu = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+    if device in ("cuda", "gpu") and n_gpu == 0:
+        raise RuntimeError("device='cuda' asked for, but this faiss build sees no GPU (install faiss-gpu)")
+    return n_gpu > 0
+
+
+def _build_index(x: np.ndarray, method: str, nlist: int | None, nprobe: int, hnsw_m: int, ef_search: int,
+                 k: int, gpu: bool, seed: int):
+    n, d = x.shape
+    if method == "flat":
+        index = faiss.IndexFlatIP(d)
+        if gpu:
+            res = faiss.StandardGpuResources()
+            index = faiss.index_cpu_to_gpu(res, 0, index)
+            index.referenced_resources = res  # keep alive
+    elif method == "ivf":
+        nlist = nlist or int(max(1, min(n // 39, 4 * np.sqrt(n))))
+        quantizer = faiss.IndexFlatIP(d)
+        index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        if gpu:
+            res = faiss.StandardGpuResources()
+            index = faiss.index_cpu_to_gpu(res, 0, index)
+            index.referenced_resources = res
+        n_train = min(n, max(64 * nlist, 50_000))
+        sample = np.random.default_rng(seed).choice(n, size=n_train, replace=False) if n_train < n else slice(None)
+        index.train(np.ascontiguousarray(x[sample]))
+        faiss.extract_index_ivf(index).nprobe = min(nprobe, nlist) if not gpu else min(nprobe, nlist)
+        if gpu:
+            index.nprobe = min(nprobe, nlist)
+    elif method == "hnsw":
+        index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+        index.hnsw.efSearch = max(2 * k, ef_search)
+    else:
+        raise ValueError(f"unknown kNN method {method!r} (flat, ivf, hnsw or auto)")
+    add_chunk = 1_000_000
+    for start in range(0, n, add_chunk):
+        index.add(np.ascontiguousarray(x[start:start + add_chunk]))
+    return index
+
+
+def put_self_first(nbrs: np.ndarray, sims: np.ndarray, row_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Reorder each row so that the query itself is at column 0 (vectorised).
+
+    Rows where the index did not return the query (approximate search, or exact ties with duplicates) get it
+    inserted first and lose their last neighbour. The self similarity is set to 1. Slots the index left empty
+    (``-1``) point to the query itself with similarity -1, so they carry no weight downstream.
+    """
+    n, k = nbrs.shape
+    ids = np.arange(n, dtype=np.int64) if row_ids is None else row_ids.astype(np.int64)
+    empty = nbrs < 0
+    if empty.any():
+        nbrs = np.where(empty, ids[:, None], nbrs)
+        sims = np.where(empty, np.float32(-1.0), sims)
+    is_self = (nbrs == ids[:, None]) & ~empty
+    first = np.argmax(is_self, axis=1)
+    has = is_self.any(axis=1)
+    if np.all(has & (first == 0)):
+        out_s = sims.copy()
+        out_s[:, 0] = 1.0
+        return nbrs, out_s
+    # rank key: self -> -1, other columns keep their order; a row without self loses its last column
+    key = np.broadcast_to(np.arange(k), (n, k)).copy()
+    key[is_self] = -1
+    # duplicates of self beyond the first are pushed to the end with sim -1
+    dup = is_self.copy()
+    dup[np.arange(n), first] = False
+    key[dup] = k + 1
+    rows_missing = ~has
+    key[rows_missing, k - 1] = -1
+    order = np.argsort(key, axis=1, kind="stable")
+    nbrs = np.take_along_axis(nbrs, order, axis=1)
+    sims = np.take_along_axis(sims, order, axis=1).copy()
+    nbrs[:, 0] = ids
+    sims[:, 0] = 1.0
+    dup_sorted = np.take_along_axis(dup, order, axis=1)
+    sims[dup_sorted] = -1.0
+    return nbrs, sims
+
+
+def knn_search(x: np.ndarray, k: int, *, method: str = "auto", device: str = "auto", flat_max: int = 300_000,
+               nlist: int | None = None, nprobe: int = 64, hnsw_m: int = 32, ef_search: int = 128,
+               chunk: int = 65_536, progress: bool | None = None, seed: int = 0,
+               threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """K nearest neighbours of every row of ``x`` among the rows of ``x`` (self included, first).
+
+    Args:
+        x: ``(N, d)`` float32, L2-normalised rows.
+        k: neighbours per face, self included (``k <= N``).
+        method: ``"auto"`` (flat up to ``flat_max`` faces, IVF above), ``"flat"``, ``"ivf"`` or ``"hnsw"``.
+        device: ``"auto"`` (GPU if faiss sees one), ``"cpu"`` or ``"cuda"``.
+        flat_max: largest N searched exactly by ``"auto"``.
+        nlist, nprobe: IVF lists (default ``4 sqrt(N)``) and lists probed per query.
+        hnsw_m, ef_search: HNSW graph degree and search breadth.
+        chunk: query rows per faiss call.
+        progress: show a progress bar (default: when N > 200K).
+        seed: seed of the IVF training sample.
+        threads: faiss OpenMP threads (default: faiss's own).
+
+    Returns:
+        ``nbrs (N, k) int64`` and ``sims (N, k) float32``, each row sorted by decreasing similarity, self first.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n = x.shape[0]
+    if not 1 <= k <= n:
+        raise ValueError(f"k = {k} must be in 1..N = {n}")
+    if threads:
+        faiss.omp_set_num_threads(threads)
+    if method == "auto":
+        method = "flat" if n <= flat_max else "ivf"
+    gpu = faiss_on_gpu(device)
+    log.info("kNN: %s index, N=%d, K=%d, %s", method, n, k, "GPU" if gpu else "CPU")
+    index = _build_index(x, method, nlist, nprobe, hnsw_m, ef_search, k, gpu, seed)
+    nbrs = np.empty((n, k), dtype=np.int64)
+    sims = np.empty((n, k), dtype=np.float32)
+    show = progress if progress is not None else n > 200_000
+    for start in tqdm(range(0, n, chunk), desc=f"kNN ({method})", disable=not show, unit="chunk"):
+        s, i = index.search(x[start:start + chunk], k)
+        sims[start:start + len(s)] = s
+        nbrs[start:start + len(i)] = i
+    return put_self_first(nbrs, sims)

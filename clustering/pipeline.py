@@ -1,0 +1,309 @@
+"""The inference pipeline, one implementation for the evaluation callback, ``cluster.py``, the benchmarks and
+library users (METHOD.md section 1):
+
+    preprocess -> kNN -> Top-K prediction -> Top-K Jaccard -> SDT refinement -> pruning -> Infomap
+
+:class:`GraphConfig` holds every non-learned choice; :func:`refine_and_cluster` runs the graph half from a kNN graph
+and (optionally) predicted ``k`` and SDT pair probabilities; :func:`predict_k` / :func:`predict_pairs` run the two
+networks in batches over nodes.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .edges import edge_prob, plain_jaccard, topk_jaccard
+from .mapequation import infomap_cluster, knn_edges
+from .subgraphs import as_tensor, gather_subgraphs
+
+__all__ = ["GraphConfig", "combine_edges", "refine_and_cluster", "predict_k", "predict_pairs", "Timer"]
+
+
+@dataclass
+class GraphConfig:
+    """Non-learned settings of the graph half.
+
+    Attributes:
+        k: neighbours per face in the kNN graph (self included).
+        transform: edge probability from distance, ``"sigmoid"`` (this method) or ``"exp"`` (FC-ESER).
+        jaccard: ``"topk"`` (per-node k; all K when no k is given), ``"all"`` (all K neighbours, ignore k),
+            ``"plain"`` (Ada-NETS count Jaccard) or ``"none"`` (the raw edge probability).
+        combine: how the SDT pair probability ``q`` and the Jaccard probability ``p`` make the edge weight:
+            ``"product"`` (``p * q``), ``"mean"`` (``(p + q) / 2``), ``"sdt"`` (``q``), ``"jaccard"`` (``p``).
+        threshold: edges with weight <= threshold are pruned before Infomap.
+        seed: Infomap seed.
+        num_trials: Infomap trials (the best is kept).
+    """
+
+    k: int = 80
+    transform: str = "sigmoid"
+    jaccard: str = "topk"
+    combine: str = "product"
+    threshold: float = 0.0
+    seed: int = 0
+    num_trials: int = 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Timer:
+    """Collects per-stage wall-clock seconds: ``with timer("knn"): ...``; ``timer.seconds`` is a dict."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+
+def jaccard_weights(nbrs: np.ndarray, sims: np.ndarray, k: np.ndarray | None, cfg: GraphConfig) -> np.ndarray:
+    """Edge probability ``(N, K)`` aligned with ``nbrs`` by ``cfg.jaccard`` / ``cfg.transform``."""
+    if cfg.jaccard == "topk":
+        return topk_jaccard(nbrs, sims, k, transform=cfg.transform)
+    if cfg.jaccard == "all":
+        return topk_jaccard(nbrs, sims, None, transform=cfg.transform)
+    if cfg.jaccard == "plain":
+        return plain_jaccard(nbrs, k)
+    if cfg.jaccard == "none":
+        return edge_prob(sims, cfg.transform)
+    raise ValueError(f"unknown jaccard {cfg.jaccard!r} (topk, all, plain, none)")
+
+
+def combine_edges(p: np.ndarray, q: np.ndarray | None, how: str) -> np.ndarray:
+    """Edge weight from Jaccard probability ``p`` and SDT pair probability ``q`` (``None``: ``p`` alone)."""
+    if q is None or how == "jaccard":
+        return p
+    if how == "product":
+        return p * q
+    if how == "mean":
+        return 0.5 * (p + q)
+    if how == "sdt":
+        return q
+    raise ValueError(f"unknown combine {how!r} (product, mean, sdt, jaccard)")
+
+
+def refine_and_cluster(nbrs: np.ndarray, sims: np.ndarray, cfg: GraphConfig, *, k: np.ndarray | None = None,
+                       pair_prob: np.ndarray | None = None, timer: Timer | None = None) -> np.ndarray:
+    """Graph half of the pipeline: Jaccard -> combine with SDT -> prune -> Infomap. Returns ``(N,)`` labels."""
+    timer = timer or Timer()
+    with timer("jaccard"):
+        p = jaccard_weights(nbrs, sims, k, cfg)
+        w = combine_edges(p, pair_prob, cfg.combine)
+    with timer("infomap"):
+        rows, cols, ww = knn_edges(nbrs, w, cfg.threshold)
+        return infomap_cluster(nbrs.shape[0], rows, cols, ww, seed=cfg.seed, num_trials=cfg.num_trials)
+
+
+def _batches(n: int, batch_size: int, progress: bool, desc: str):
+    return tqdm(range(0, n, batch_size), desc=desc, disable=not progress, unit="batch")
+
+
+@torch.inference_mode()
+def predict_k(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np.ndarray, sims: np.ndarray, *,
+              batch_size: int = 2048, device: str | torch.device = "cpu", progress: bool = False) -> np.ndarray:
+    """Predicted Top-K size ``k_i`` in 1..K for every face, ``(N,)`` int64 (model in eval mode, batched)."""
+    model.eval()
+    device = torch.device(device)
+    xt = as_tensor(x, torch.float32).to(device)
+    nb = as_tensor(nbrs, torch.int64)
+    st = as_tensor(sims, torch.float32)
+    out = np.empty(nb.shape[0], dtype=np.int64)
+    for start in _batches(nb.shape[0], batch_size, progress, "Top-K"):
+        idx = torch.arange(start, min(start + batch_size, nb.shape[0]))
+        feats, s = gather_subgraphs(xt, nb, st, idx)
+        out[start:start + len(idx)] = model.predict_k(feats, s).cpu().numpy()
+    return out
+
+
+@torch.inference_mode()
+def predict_pairs(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np.ndarray, sims: np.ndarray,
+                  k: np.ndarray, *, batch_size: int = 2048, device: str | torch.device = "cpu",
+                  progress: bool = False) -> np.ndarray:
+    """SDT probability that ``(i, nbrs[i, s])`` share an identity, ``(N, K)`` float32 (model in eval mode)."""
+    model.eval()
+    device = torch.device(device)
+    xt = as_tensor(x, torch.float32).to(device)
+    nb = as_tensor(nbrs, torch.int64)
+    st = as_tensor(sims, torch.float32)
+    kt = as_tensor(k, torch.int64)
+    out = np.empty(nb.shape, dtype=np.float32)
+    for start in _batches(nb.shape[0], batch_size, progress, "SDT"):
+        idx = torch.arange(start, min(start + batch_size, nb.shape[0]))
+        feats, s = gather_subgraphs(xt, nb, st, idx)
+        logits = model(feats, s, kt[idx].to(device))
+        out[start:start + len(idx)] = torch.sigmoid(logits.float()).cpu().numpy()
+    return out
+
+
+MODEL_FORMAT = "facecluster-model"
+MODEL_VERSION = 1
+
+
+class ClusteringPipeline:
+    """Everything inference needs, in one object that saves to (and loads from) one file.
+
+    Holds the preprocessing mean, the kNN settings, the two networks (either may be ``None``: without a Top-K
+    predictor the Jaccard uses all K neighbours, without an SDT the Jaccard weight alone is used) and the
+    :class:`GraphConfig`. Usable from Python in three lines::
+
+        from clustering.pipeline import ClusteringPipeline
+        pipe = ClusteringPipeline.load("model.pt")
+        labels = pipe(features)            # (N, d) raw embeddings -> (N,) cluster ids
+
+    Args:
+        mean: ``(d,)`` training mean for centring (``None``: plain L2 normalisation).
+        graph: the graph settings (K, transform, Jaccard, combine rule, threshold, Infomap seed).
+        topk: a :class:`models.TopKPredictor` or ``None``.
+        sdt: a :class:`models.SDT` or ``None``.
+        knn: keyword arguments for :func:`clustering.knn.knn_search` (method, nprobe, ...).
+        batch_size: nodes per network forward.
+        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+        meta: free-form provenance stored in the file (training data, metrics, versions).
+    """
+
+    def __init__(self, mean: np.ndarray | None, graph: GraphConfig, topk: torch.nn.Module | None = None,
+                 sdt: torch.nn.Module | None = None, *, knn: dict | None = None, batch_size: int = 2048,
+                 device: str = "auto", meta: dict | None = None) -> None:
+        self.mean = None if mean is None else np.asarray(mean, dtype=np.float32)
+        self.graph = graph
+        self.topk = topk
+        self.sdt = sdt
+        self.knn = dict(knn or {})
+        self.batch_size = batch_size
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.meta = dict(meta or {})
+        for m in (self.topk, self.sdt):
+            if m is not None:
+                m.to(self.device).eval()
+
+    @property
+    def feat_dim(self) -> int | None:
+        return None if self.mean is None else int(self.mean.shape[0])
+
+    # ---- running -------------------------------------------------------------------------------------------
+    def graph_inputs(self, feats: np.ndarray, timer: Timer | None = None, progress: bool = False,
+                     k: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Preprocess and build the kNN graph: ``(x, nbrs, sims)``. ``k`` overrides ``graph.k`` (small inputs)."""
+        from .knn import knn_search
+        from .preprocess import preprocess
+
+        timer = timer or Timer()
+        with timer("preprocess"):
+            x = preprocess(feats, self.mean)
+        with timer("knn"):
+            knn_kw = {"device": "cuda" if self.device.startswith("cuda") else "cpu", **self.knn}
+            nbrs, sims = knn_search(x, k or self.graph.k, progress=progress, **knn_kw)
+        return x, nbrs, sims
+
+    def predict(self, x: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, timer: Timer | None = None,
+                progress: bool = False) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Run the networks on a kNN graph: ``(k (N,) or None, pair_prob (N, K) or None)``."""
+        timer = timer or Timer()
+        k = q = None
+        if self.topk is not None:
+            with timer("topk"):
+                k = predict_k(self.topk, x, nbrs, sims, batch_size=self.batch_size, device=self.device,
+                              progress=progress)
+        if self.sdt is not None:
+            with timer("sdt"):
+                k_in = k if k is not None else np.full(nbrs.shape[0], nbrs.shape[1], dtype=np.int64)
+                q = predict_pairs(self.sdt, x, nbrs, sims, k_in, batch_size=self.batch_size, device=self.device,
+                                  progress=progress)
+        return k, q
+
+    def run_graph(self, x: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, timer: Timer | None = None,
+                  progress: bool = False) -> np.ndarray:
+        """Networks + graph half on a ready kNN graph. Returns ``(N,)`` cluster ids."""
+        timer = timer or Timer()
+        k, q = self.predict(x, nbrs, sims, timer, progress)
+        return refine_and_cluster(nbrs, sims, self.graph, k=k, pair_prob=q, timer=timer)
+
+    def __call__(self, feats: np.ndarray, timer: Timer | None = None, progress: bool = False) -> np.ndarray:
+        """Cluster raw ``(N, d)`` embeddings; returns ``(N,)`` int64 cluster ids in input order."""
+        timer = timer or Timer()
+        x, nbrs, sims = self.graph_inputs(feats, timer, progress)
+        return self.run_graph(x, nbrs, sims, timer, progress)
+
+    # ---- the model file ------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        """A plain dict (tensors, numbers, strings) holding everything inference needs."""
+
+        def net(m: torch.nn.Module | None) -> dict | None:
+            if m is None:
+                return None
+            return {"class": type(m).__name__, "config": dict(m.config),
+                    "state_dict": {k: v.detach().cpu() for k, v in m.state_dict().items()}}
+
+        return {"format": MODEL_FORMAT, "version": MODEL_VERSION,
+                "mean": None if self.mean is None else torch.from_numpy(self.mean.copy()),
+                "graph": self.graph.to_dict(), "knn": self.knn, "batch_size": self.batch_size,
+                "topk": net(self.topk), "sdt": net(self.sdt), "meta": self.meta}
+
+    def save(self, path: str) -> None:
+        """Write the model file atomically (a temporary file renamed into place)."""
+        import os
+        import tempfile
+
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
+        os.close(fd)
+        try:
+            torch.save(self.state(), tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+    @classmethod
+    def from_state(cls, state: dict, device: str = "auto") -> "ClusteringPipeline":
+        from models import SDT, TopKPredictor
+
+        classes = {"TopKPredictor": TopKPredictor, "SDT": SDT}
+
+        def net(d: dict | None) -> torch.nn.Module | None:
+            if d is None:
+                return None
+            m = classes[d["class"]](**d["config"])
+            m.load_state_dict(d["state_dict"])
+            return m
+
+        mean = state.get("mean")
+        return cls(None if mean is None else mean.numpy(), GraphConfig(**state["graph"]), net(state.get("topk")),
+                   net(state.get("sdt")), knn=state.get("knn"), batch_size=state.get("batch_size", 2048),
+                   device=device, meta=state.get("meta"))
+
+    @classmethod
+    def load(cls, path: str, device: str = "auto") -> "ClusteringPipeline":
+        """Load a model file written by :meth:`save` (``export.py``). Raises :class:`~clustering.io.InputError`
+        with a one-line message for a missing, truncated, foreign or incompatible file."""
+        from .io import InputError
+
+        import os
+
+        if not os.path.exists(path):
+            raise InputError(f"{path}: model file does not exist")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise InputError(f"{path}: not a readable model file ({type(exc).__name__}); truncated or not a "
+                             f"file written by export.py") from None
+        if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
+            raise InputError(f"{path}: not a {MODEL_FORMAT} file (write one with export.py)")
+        if state.get("version") != MODEL_VERSION:
+            raise InputError(f"{path}: model file version {state.get('version')} is not supported by this code "
+                             f"(version {MODEL_VERSION}); re-export it with this version's export.py")
+        try:
+            return cls.from_state(state, device=device)
+        except Exception as exc:
+            raise InputError(f"{path}: model file does not match this code's networks: {exc}") from None

@@ -1,0 +1,179 @@
+"""Sparse differential attention (METHOD.md section 1, step 6).
+
+Follows the Diff-Transformer reference (microsoft/unilm ``Diff-Transformer/multihead_diffattn.py``) for the maths
+and the lambda re-parameterisation, without rotary embeddings or causal masking (neighbours are a set ordered by
+similarity; rank information enters through the token embedding), and adds the row-wise Top-k score mask.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def lambda_init_fn(layer_idx: int) -> float:
+    """Diff-Transformer's depth schedule ``lambda_init = 0.8 - 0.6 exp(-0.3 l)`` for 0-based layer index ``l``."""
+    return 0.8 - 0.6 * math.exp(-0.3 * layer_idx)
+
+
+def topk_mask(scores: Tensor, k: Tensor | None) -> Tensor:
+    r"""Row-wise Top-k keep-mask of an attention score tensor.
+
+    For every row ``scores[b, ..., i, :]`` (length T) the mask is True at exactly ``min(max(k_b, 1), T)`` entries:
+    those with the largest scores. Ties are broken deterministically by key index (lower index kept first), through
+    a stable descending sort; NaN scores sort last.
+
+    Args:
+        scores (Tensor): (B, ..., T, T) scores (any float dtype); only the last dim is ranked.
+        k (Tensor | None): (B,) integer number of keys to keep per row for batch element b (a 0-d tensor applies to
+            the whole batch). Values < 1 are clamped to 1, values > T keep the whole row. ``None`` keeps everything.
+
+    Returns:
+        Tensor: bool keep-mask with the shape of ``scores``.
+    """
+    if k is None:
+        return torch.ones_like(scores, dtype=torch.bool)
+    B, T = scores.size(0), scores.size(-1)
+    k = k.to(device=scores.device, dtype=torch.long).clamp(min=1)
+    if k.dim() == 0:
+        k = k.expand(B)
+    if k.shape != (B,):
+        raise ValueError(f"k must have shape ({B},) or be 0-d, got {tuple(k.shape)}")
+    key = scores.detach().nan_to_num(nan=float("-inf"))
+    order = torch.argsort(key, dim=-1, descending=True, stable=True)  # (B, ..., T, T) key indices, best first
+    k = k.view(B, *([1] * (scores.dim() - 1)))  # (B, 1, ..., 1)
+    keep_sorted = torch.arange(T, device=scores.device) < k  # (B, 1, ..., T): the first k sorted slots
+    return torch.zeros_like(scores, dtype=torch.bool).scatter(-1, order, keep_sorted.expand_as(order))
+
+
+class SparseDiffAttention(nn.Module):
+    r"""Multi-head sparse differential self-attention.
+
+    With ``H = num_heads`` and ``d = embed_dim // num_heads // 2`` (sub-head width), each head h has
+    :math:`[Q_1, Q_2] = x W_Q`, :math:`[K_1, K_2] = x W_K` (2H sub-heads of width d, head h uses sub-heads 2h and
+    2h+1 as in the reference) and :math:`V = x W_V` (H heads of width 2d):
+
+    .. math::
+        A_h = \big(\mathrm{softmax}(M(Q_1 K_1^\top / \sqrt{d})) - \lambda\,
+              \mathrm{softmax}(M(Q_2 K_2^\top / \sqrt{d}))\big) V_h
+
+    .. math::
+        \lambda = e^{\lambda_{q1}\cdot\lambda_{k1}} - e^{\lambda_{q2}\cdot\lambda_{k2}} + \lambda_{init},\quad
+        \lambda_{init} = 0.8 - 0.6\,e^{-0.3\,l}
+
+    out = W_O concat_h[(1 - lambda_init) RMSNorm(A_h)], with one RMSNorm (width 2d, eps 1e-5, learnable weight)
+    shared by all heads. ``M`` is :func:`topk_mask` applied separately to each of the two score maps of every head:
+    in each query row only the ``k_b`` largest scores survive, the rest are masked (to the dtype's most negative
+    finite value, which equals -inf after the softmax but gives a uniform rather than NaN row if every key of a row
+    is padded). ``lambda`` is shared by the heads of a layer (one scalar), as in the reference.
+
+    With ``differential=False`` the module is plain sparse multi-head softmax attention
+    (H heads of width ``embed_dim // num_heads``, no lambda, no RMSNorm): ``A_h = softmax(M(Q K^T / sqrt(d))) V``.
+    For a like-for-like ablation, give the plain variant twice the heads of the differential one.
+
+    Args:
+        embed_dim (int): model width D; must be divisible by ``2 * num_heads`` (``num_heads`` if plain).
+        num_heads (int): number of (differential) heads H.
+        layer_idx (int, default 0): 0-based layer index l, sets ``lambda_init``.
+        dropout (float, default 0.0): dropout on the (combined) attention weights.
+        differential (bool, default True): differential attention; False for plain softmax attention.
+        lambda_init (float | None, default None): overrides the depth schedule when given.
+
+    Shapes:
+        x (B, T, D), k (B,) long or None, key_padding_mask (B, T) bool (True = padded, never attended) or None
+        -> (B, T, D). Projections have no bias, as in the reference.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        layer_idx: int = 0,
+        dropout: float = 0.0,
+        differential: bool = True,
+        lambda_init: float | None = None,
+    ) -> None:
+        super().__init__()
+        split = 2 * num_heads if differential else num_heads
+        if embed_dim % split != 0:
+            raise ValueError(f"embed_dim={embed_dim} must be divisible by {split} (num_heads={num_heads})")
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.layer_idx = layer_idx
+        self.differential = differential
+        self.head_dim = embed_dim // split  # width of one Q/K (sub-)head
+        self.scaling = self.head_dim**-0.5
+        if not differential:
+            self.lambda_init = 0.0
+        else:
+            self.lambda_init = lambda_init_fn(layer_idx) if lambda_init is None else float(lambda_init)
+        inner = split * self.head_dim  # == embed_dim
+        self.q_proj = nn.Linear(embed_dim, inner, bias=False)
+        self.k_proj = nn.Linear(embed_dim, inner, bias=False)
+        self.v_proj = nn.Linear(embed_dim, inner, bias=False)
+        self.out_proj = nn.Linear(inner, embed_dim, bias=False)
+        self.attn_drop = nn.Dropout(dropout)
+        if differential:
+            self.lambda_q1 = nn.Parameter(torch.empty(self.head_dim))
+            self.lambda_k1 = nn.Parameter(torch.empty(self.head_dim))
+            self.lambda_q2 = nn.Parameter(torch.empty(self.head_dim))
+            self.lambda_k2 = nn.Parameter(torch.empty(self.head_dim))
+            self.subln = nn.RMSNorm(2 * self.head_dim, eps=1e-5, elementwise_affine=True)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Default ``nn.Linear`` init for the projections, N(0, 0.1) for the lambda vectors, unit RMSNorm weight."""
+        for lin in (self.q_proj, self.k_proj, self.v_proj, self.out_proj):
+            lin.reset_parameters()
+        if self.differential:
+            for p in (self.lambda_q1, self.lambda_k1, self.lambda_q2, self.lambda_k2):
+                nn.init.normal_(p, mean=0.0, std=0.1)
+            self.subln.reset_parameters()
+
+    @property
+    def lambda_full(self) -> Tensor:
+        """Current lambda, a 0-d tensor (0 for plain attention, where the second map is absent)."""
+        if not self.differential:
+            return self.out_proj.weight.new_zeros(())
+        lambda_1 = torch.exp(torch.sum(self.lambda_q1 * self.lambda_k1).float())
+        lambda_2 = torch.exp(torch.sum(self.lambda_q2 * self.lambda_k2).float())
+        return lambda_1 - lambda_2 + self.lambda_init
+
+    def forward(self, x: Tensor, k: Tensor | None = None, key_padding_mask: Tensor | None = None) -> Tensor:
+        """Args: x (B, T, D); k (B,) long Top-k per batch element or None (dense); key_padding_mask (B, T) bool,
+        True = padded key, or None. Returns (B, T, D)."""
+        B, T, D = x.shape
+        H, hd = self.num_heads, self.head_dim
+        S = 2 * H if self.differential else H  # number of score maps
+        q = self.q_proj(x).view(B, T, S, hd).transpose(1, 2)  # (B, S, T, hd)
+        kk = self.k_proj(x).view(B, T, S, hd).transpose(1, 2)  # (B, S, T, hd)
+        v = self.v_proj(x).view(B, T, H, D // H).transpose(1, 2)  # (B, H, T, 2hd | hd)
+        scores = (q * self.scaling) @ kk.transpose(-2, -1)  # (B, S, T, T)
+        if key_padding_mask is not None:
+            pad = key_padding_mask.to(torch.bool)[:, None, None, :]  # (B, 1, 1, T)
+            scores = scores.masked_fill(pad, float("-inf"))  # padded keys rank last in the Top-k
+            keep = topk_mask(scores, k) & ~pad
+        else:
+            keep = topk_mask(scores, k)
+        scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
+        attn = F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)  # (B, S, T, T)
+        if self.differential:
+            attn = attn.view(B, H, 2, T, T)  # (B, H, 2, T, T)
+            attn = attn[:, :, 0] - self.lambda_full.type_as(attn) * attn[:, :, 1]  # (B, H, T, T)
+        attn = self.attn_drop(attn)
+        y = attn @ v  # (B, H, T, 2hd | hd)
+        if self.differential:
+            y = self.subln(y) * (1.0 - self.lambda_init)
+        y = y.transpose(1, 2).reshape(B, T, D)  # (B, T, D)
+        return self.out_proj(y)
+
+    def extra_repr(self) -> str:
+        s = f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, head_dim={self.head_dim}"
+        if self.differential:
+            s += f", layer_idx={self.layer_idx}, lambda_init={self.lambda_init:.4f}"
+        else:
+            s += ", differential=False"
+        return s

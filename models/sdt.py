@@ -1,0 +1,150 @@
+"""Sparse Differential Transformer (METHOD.md section 1, step 6): pair classifier centre vs each neighbour."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .diff_attention import SparseDiffAttention
+from .embedding import NeighbourEmbedding
+
+
+class SDTBlock(nn.Module):
+    """Pre-norm residual block: ``x = x + Drop(Attn(LN(x), k))``; ``x = x + Drop(MLP(LN(x)))``, MLP with GELU.
+
+    Args:
+        d_model (int): width. num_heads (int): heads of :class:`SparseDiffAttention`. layer_idx (int): 0-based
+        depth (sets lambda_init). dim_feedforward (int): MLP hidden width. dropout (float): attention and residual
+        dropout. differential (bool): differential or plain attention.
+
+    Shapes: x (B, K, d), k (B,) long or None -> (B, K, d).
+    """
+
+    def __init__(
+        self, d_model: int, num_heads: int, layer_idx: int, dim_feedforward: int, dropout: float, differential: bool
+    ) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(d_model)
+        self.attn = SparseDiffAttention(d_model, num_heads, layer_idx, dropout=dropout, differential=differential)
+        self.ln_2 = nn.LayerNorm(d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(d_model, dim_feedforward),
+            nn.GELU(),
+            nn.Linear(dim_feedforward, d_model),
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def reset_parameters(self) -> None:
+        """Default init of the norms, the attention and the MLP."""
+        self.ln_1.reset_parameters()
+        self.attn.reset_parameters()
+        self.ln_2.reset_parameters()
+        for m in self.mlp:
+            if isinstance(m, nn.Linear):
+                m.reset_parameters()
+
+    def forward(self, x: Tensor, k: Tensor | None) -> Tensor:
+        """Args: x (B, K, d); k (B,) long keys kept per score row, or None (dense). Returns (B, K, d)."""
+        x = x + self.drop(self.attn(self.ln_1(x), k))  # (B, K, d)
+        x = x + self.drop(self.mlp(self.ln_2(x)))  # (B, K, d)
+        return x
+
+
+class SDT(nn.Module):
+    r"""Sparse Differential Transformer: for a centre i and its K neighbours, the logit that neighbour j has i's
+    identity.
+
+    Token j: :math:`e_j = \mathrm{NeighbourEmbedding}(x, s)_j + E_{in}[j < \hat k] + E_{off}[\mathrm{clip}(j -
+    \hat k, -8, 8)]`, so the model knows where the predicted Top-K boundary :math:`\hat k` (``k_pred``) lies and
+    can look at the neighbours around it. Then ``num_layers`` pre-norm blocks of :class:`SparseDiffAttention`
+    (layer l has ``layer_idx=l``) whose score rows keep the top :math:`\mathrm{clamp}(\hat k + m, 1, K)` keys
+    (``m = mask_margin``; no mask if ``use_topk_mask=False``) and a GELU MLP, a final LayerNorm, and the pair head
+    :math:`z_j = w^\top [h_j, h_0 \odot h_j] + b`. Position 0 (the centre with itself) gets a logit too; the
+    caller decides whether to use it.
+
+    Args:
+        feat_dim (int): feature width F.
+        k (int, default 80): the most neighbours K (rank-embedding size); fewer at inference are fine.
+        d_model (int, default 128): token width.
+        num_layers (int, default 2): blocks.
+        num_heads (int, default 2): differential heads (half a plain Transformer's). With ``differential=False``
+            these are plain heads of width d_model / num_heads: double them for a like-for-like ablation.
+        dim_feedforward (int, default 256): MLP hidden width.
+        dropout (float, default 0.1): attention and residual dropout.
+        differential (bool, default True): differential (True) or plain softmax attention (False).
+        use_topk_mask (bool, default True): sparse Top-k attention mask; False for dense attention.
+        mask_margin (int, default 0): added to k_pred before masking (keys kept per row = k_pred + margin).
+
+    Shapes:
+        x (B, K, F) preprocessed features, self first; sims (B, K); k_pred (B,) long in 1..K -> logits (B, K).
+    """
+
+    max_offset: int = 8
+
+    def __init__(
+        self,
+        feat_dim: int,
+        k: int = 80,
+        d_model: int = 128,
+        num_layers: int = 2,
+        num_heads: int = 2,
+        dim_feedforward: int = 256,
+        dropout: float = 0.1,
+        differential: bool = True,
+        use_topk_mask: bool = True,
+        mask_margin: int = 0,
+    ) -> None:
+        super().__init__()
+        self.config = dict(feat_dim=feat_dim, k=k, d_model=d_model, num_layers=num_layers, num_heads=num_heads,
+                           dim_feedforward=dim_feedforward, dropout=dropout, differential=differential,
+                           use_topk_mask=use_topk_mask, mask_margin=mask_margin)  # rebuilds the module
+        self.k = k
+        self.differential = differential
+        self.use_topk_mask = use_topk_mask
+        self.mask_margin = mask_margin
+        self.embed = NeighbourEmbedding(feat_dim, d_model, k)
+        self.inside_emb = nn.Embedding(2, d_model)  # rank j < k_pred
+        self.offset_emb = nn.Embedding(2 * self.max_offset + 1, d_model)  # clip(j - k_pred, -8, 8) + 8
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            SDTBlock(d_model, num_heads, l, dim_feedforward, dropout, differential) for l in range(num_layers)
+        )
+        self.ln_f = nn.LayerNorm(d_model)
+        self.head = nn.Linear(2 * d_model, 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Default init of every layer; the k_pred embeddings N(0, 0.02)."""
+        self.embed.reset_parameters()
+        nn.init.normal_(self.inside_emb.weight, std=0.02)
+        nn.init.normal_(self.offset_emb.weight, std=0.02)
+        for block in self.blocks:
+            block.reset_parameters()
+        self.ln_f.reset_parameters()
+        self.head.reset_parameters()
+
+    @property
+    def lambdas(self) -> list[Tensor]:
+        """Current lambda of every layer (0-d tensors; zeros for plain attention), for logging."""
+        return [block.attn.lambda_full for block in self.blocks]
+
+    def forward(self, x: Tensor, sims: Tensor, k_pred: Tensor) -> Tensor:
+        """Args: x (B, K, F); sims (B, K); k_pred (B,) long predicted Top-K. Returns pair logits (B, K)."""
+        B, K, _ = x.shape
+        k_pred = k_pred.to(device=x.device, dtype=torch.long).view(B, 1)  # (B, 1)
+        rank = torch.arange(K, device=x.device).view(1, K)  # (1, K)
+        offset = (rank - k_pred).clamp(-self.max_offset, self.max_offset) + self.max_offset  # (B, K)
+        h = self.embed(x, sims) + self.inside_emb((rank < k_pred).long()) + self.offset_emb(offset)  # (B, K, d)
+        h = self.drop(h)
+        mask_k = (k_pred.view(B) + self.mask_margin).clamp(1, K) if self.use_topk_mask else None  # (B,)
+        for block in self.blocks:
+            h = block(h, mask_k)  # (B, K, d)
+        h = self.ln_f(h)
+        pair = torch.cat([h, h[:, :1] * h], dim=-1)  # (B, K, 2d)
+        return self.head(pair).squeeze(-1)  # (B, K)
+
+    def extra_repr(self) -> str:
+        return (
+            f"k={self.k}, differential={self.differential}, use_topk_mask={self.use_topk_mask}, "
+            f"mask_margin={self.mask_margin}"
+        )

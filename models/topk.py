@@ -1,0 +1,102 @@
+"""Top-K predictor (METHOD.md section 1, step 4): how many leading neighbours share the centre's identity."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .embedding import NeighbourEmbedding
+
+
+class TopKPredictor(nn.Module):
+    r"""Transformer that predicts k_i, the number of leading neighbours (self included) of identity(i).
+
+    Tokens are :class:`NeighbourEmbedding` of the centre's K neighbours (self first), passed through a pre-norm
+    ``nn.TransformerEncoder`` (GELU, final LayerNorm), giving :math:`h_0, \dots, h_{K-1}`.
+
+    - ``head="classification"``: logits :math:`z_c = w^\top h_c + b`, (B, K); class c means k = c + 1, i.e.
+      token c is the last neighbour with the centre's identity. ``predict_k = argmax_c z_c + 1``.
+    - ``head="regression"``: :math:`\hat r = \sigma(w^\top h_0 + b) \in [0, 1]`, (B,), a prediction of k / K
+      read from the centre token. ``predict_k = clamp(round(\hat r K), 1, K)``.
+
+    Fewer neighbours at inference (K < ``k``, a collection with fewer than ``k`` faces) is supported: the first K
+    rank embeddings are used, no padding; classification then has K classes, regression is read as k / K with the
+    K of the input.
+
+    Args:
+        feat_dim (int): feature width F.
+        k (int, default 80): the most neighbours K the model sees (rank-embedding size, the trained K).
+        d_model (int, default 128): token width.
+        num_layers (int, default 2): encoder layers.
+        num_heads (int, default 4): attention heads.
+        dim_feedforward (int, default 256): MLP hidden width.
+        dropout (float, default 0.1): dropout in the encoder layers.
+        head (str, default "classification"): "classification" or "regression".
+
+    Shapes:
+        x (B, K, F) preprocessed (centred, L2-normalised) features sorted by similarity, self first;
+        sims (B, K) cosine similarities to the centre -> (B, K) logits or (B,) in [0, 1].
+    """
+
+    def __init__(
+        self,
+        feat_dim: int,
+        k: int = 80,
+        d_model: int = 128,
+        num_layers: int = 2,
+        num_heads: int = 4,
+        dim_feedforward: int = 256,
+        dropout: float = 0.1,
+        head: str = "classification",
+    ) -> None:
+        super().__init__()
+        if head not in ("classification", "regression"):
+            raise ValueError(f"head must be 'classification' or 'regression', got {head!r}")
+        self.config = dict(feat_dim=feat_dim, k=k, d_model=d_model, num_layers=num_layers, num_heads=num_heads,
+                           dim_feedforward=dim_feedforward, dropout=dropout, head=head)  # rebuilds the module
+        self.k = k
+        self.head = head
+        self.embed = NeighbourEmbedding(feat_dim, d_model, k)
+        layer = nn.TransformerEncoderLayer(
+            d_model,
+            num_heads,
+            dim_feedforward=dim_feedforward,
+            dropout=dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.encoder = nn.TransformerEncoder(
+            layer, num_layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False
+        )
+        self.out = nn.Linear(d_model, 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every sub-module with its own default init (rank embedding N(0, 0.02))."""
+        self.embed.reset_parameters()
+        for m in self.encoder.modules():
+            if isinstance(m, nn.MultiheadAttention):
+                m._reset_parameters()
+            elif isinstance(m, (nn.Linear, nn.LayerNorm)):
+                m.reset_parameters()
+        self.out.reset_parameters()
+
+    def forward(self, x: Tensor, sims: Tensor) -> Tensor:
+        """Args: x (B, K, F); sims (B, K). Returns logits (B, K) (classification) or k / K in [0, 1], (B,)."""
+        h = self.encoder(self.embed(x, sims))  # (B, K, d)
+        if self.head == "classification":
+            return self.out(h).squeeze(-1)  # (B, K)
+        return torch.sigmoid(self.out(h[:, 0]).squeeze(-1))  # (B,)
+
+    @torch.no_grad()
+    def predict_k(self, x: Tensor, sims: Tensor) -> Tensor:
+        """Predicted k in 1..K, LongTensor (B,), for either head (K = x.size(1))."""
+        K = x.size(1)
+        y = self(x, sims)
+        if self.head == "classification":
+            return y.argmax(dim=-1) + 1  # (B,)
+        return torch.round(y * K).long().clamp(1, K)  # (B,)
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}, head={self.head!r}"
