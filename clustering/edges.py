@@ -15,7 +15,7 @@ Notation: ``d_ij = 2 - 2 a_ij`` with ``a_ij`` the cosine similarity.
 * :func:`oracle_k`: the Ada-NETS training target ``k*_i = argmax_k F_beta(k)``.
 
 The intersections are computed for all N x K pairs at once, chunk by chunk: a chunk of C centres scatters its
-Top-K rows into a dense ``(C, N)`` buffer, every neighbour j's Top-K list is gathered against it
+Top-K rows into a dense ``(C, N)`` buffer of (weight, membership) pairs, every neighbour j's Top-K list is gathered against it
 (``(C, K, K)`` lookups), and the touched entries are reset afterwards. Work is ``O(N K^2)`` gathers, memory
 ``O(C N)`` with C chosen from ``mem_mb``; no Python loop runs over nodes or edges.
 """
@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["sigmoid_prob", "exp_prob", "edge_prob", "row_normalise", "intersections", "topk_jaccard",
+__all__ = ["sigmoid_prob", "exp_prob", "cosine_weight", "edge_prob", "early_stop_mask", "row_normalise", "intersections", "topk_jaccard",
            "weighted_jaccard", "plain_jaccard", "oracle_k", "same_identity", "TRANSFORMS"]
 
 
@@ -40,11 +40,16 @@ def exp_prob(sims: np.ndarray, tau: float = 0.5) -> np.ndarray:
     return np.exp(-d / tau).astype(np.float32)
 
 
-TRANSFORMS = {"sigmoid": sigmoid_prob, "exp": exp_prob}
+def cosine_weight(sims: np.ndarray) -> np.ndarray:
+    """The cosine similarity itself as edge weight (plain kNN + Infomap baseline)."""
+    return np.asarray(sims, dtype=np.float32)
+
+
+TRANSFORMS = {"sigmoid": sigmoid_prob, "exp": exp_prob, "cosine": cosine_weight}
 
 
 def edge_prob(sims: np.ndarray, transform: str = "sigmoid") -> np.ndarray:
-    """Edge probability from similarity by name: ``"sigmoid"`` (this method) or ``"exp"`` (FC-ESER)."""
+    """Edge weight from similarity by name: ``"sigmoid"`` (this method), ``"exp"`` (FC-ESER) or ``"cosine"``."""
     try:
         return TRANSFORMS[transform](sims)
     except KeyError:
@@ -63,7 +68,8 @@ def _chunk_rows(n: int, k: int, mem_mb: float) -> int:
 
 
 def intersections(nbrs: np.ndarray, p_hat: np.ndarray, k: np.ndarray | int | None = None, *,
-                  mem_mb: float = 512, threads: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  mem_mb: float = 512, threads: int | None = None,
+                  ragged: bool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For every kNN pair ``(i, j = nbrs[i, s])`` sums over ``M_ij = N_i^k ∩ N_j^k``.
 
     Args:
@@ -71,10 +77,15 @@ def intersections(nbrs: np.ndarray, p_hat: np.ndarray, k: np.ndarray | int | Non
         p_hat: ``(N, K)`` float32 weights aligned with ``nbrs`` (``p^_ih`` for ``h = nbrs[i, t]``).
         k: per-node Top-K sizes ``(N,)`` in 1..K, a single int, or ``None`` for all K.
         mem_mb: memory budget of the dense chunk buffers.
+        threads: torch intra-op threads (default: torch's own).
+        ragged: force the ragged (``True``) or the block (``False``) gather; default: by mean k (below).
 
     Returns:
         ``(a, b, c)``, each ``(N, K)`` float32: ``a = sum_{h in M_ij} p^_ih``, ``b = sum_{h in M_ij} p^_jh``,
         ``c = |M_ij|``.
+
+    When the mean k is well below K only the ``k_j`` leading entries of each partner's list are visited (a ragged
+    gather, ``O(N K mean(k))`` work); otherwise the full ``(C, K, K)`` block is gathered.
     """
     n, kk = nbrs.shape
     k_vec = _k_vector(k, n, kk)
@@ -82,35 +93,81 @@ def intersections(nbrs: np.ndarray, p_hat: np.ndarray, k: np.ndarray | int | Non
         torch.set_num_threads(threads)
     nb = torch.from_numpy(np.ascontiguousarray(nbrs, dtype=np.int64))
     ph = torch.from_numpy(np.ascontiguousarray(p_hat, dtype=np.float32))
-    in_top = torch.arange(kk)[None, :] < torch.from_numpy(k_vec)[:, None]  # (N, K) rank < k_i
+    kt = torch.from_numpy(k_vec)
+    in_top = (torch.arange(kk)[None, :] < kt[:, None]) & _first_occurrence(nb)  # (N, K) rank < k_i, unique id
     ph_top = ph * in_top                                                  # p^_ih restricted to N_i^k
     a = torch.empty((n, kk), dtype=torch.float32)
     b = torch.empty((n, kk), dtype=torch.float32)
     c = torch.empty((n, kk), dtype=torch.float32)
+    ragged = float(k_vec.mean()) < 0.4 * kk if ragged is None else ragged
     rows = _chunk_rows(n, kk, mem_mb)
-    dense_p = torch.zeros((rows, n), dtype=torch.float32)  # dense_p[r, h] = p^_ih, h in N_i^k
-    dense_m = torch.zeros((rows, n), dtype=torch.float32)  # dense_m[r, h] = 1,      h in N_i^k
+    # dense[r, h] = (p^_ih, 1) for h in N_i^k, else (0, 0): both values sit in one 8-byte word, so one random
+    # gather (of the float64 view) fetches both
+    dense = torch.zeros((rows, n, 2), dtype=torch.float32)
+    dense_flat = dense.view(-1)
+    dense_words = dense.view(torch.float64).view(-1)
     with torch.inference_mode():
         for start in range(0, n, rows):
             stop = min(n, start + rows)
             cr = stop - start
             local = torch.arange(cr)[:, None].expand(cr, kk)
-            own = nb[start:stop]                                    # (C, K) ids h of N_i
-            dense_p[local, own] = ph_top[start:stop]
-            dense_m[local, own] = in_top[start:stop].float()
-            j = own                                                 # (C, K) the pair partners
-            hj = nb[j]                                              # (C, K, K) N_j ids
-            wj = ph_top[j]                                          # (C, K, K) p^_jh on N_j^k (0 outside)
-            mj = in_top[j]                                          # (C, K, K) h in N_j^k
-            flat = (torch.arange(cr)[:, None, None] * n + hj).reshape(-1)
-            gp = dense_p.view(-1)[flat].view(cr, kk, kk)            # p^_ih (0 unless h in N_i^k)
-            gm = dense_m.view(-1)[flat].view(cr, kk, kk)            # 1 if h in N_i^k
-            a[start:stop] = (gp * mj).sum(-1)
-            b[start:stop] = (wj * gm).sum(-1)
-            c[start:stop] = (gm * mj).sum(-1)
-            dense_p[local, own] = 0.0
-            dense_m[local, own] = 0.0
+            own = nb[start:stop]                                    # (C, K) ids h of N_i = the partners j
+            # accumulate: a repeated id (an empty faiss slot) adds 0, so no write race can drop the real entry
+            slot = (local * n + own).reshape(-1) * 2
+            dense_flat.index_put_((slot,), ph_top[start:stop].reshape(-1), accumulate=True)
+            dense_flat.index_put_((slot + 1,), in_top[start:stop].reshape(-1).float(), accumulate=True)
+            if ragged:
+                sa, sb, sc = _ragged_sums(nb, ph, kt, own, cr, n, dense_words)
+            else:
+                hj = nb[own]                                        # (C, K, K) N_j ids
+                mj = torch.arange(kk) < kt[own][..., None]          # (C, K, K) t < k_j
+                flat = (torch.arange(cr)[:, None, None] * n + hj).reshape(-1)
+                g = dense_words[flat].view(torch.float32).view(cr, kk, kk, 2)
+                gp, gm = g[..., 0], g[..., 1]                       # p^_ih and 1 if h in N_i^k (else 0, 0)
+                sa = (gp * mj).sum(-1)
+                sb = (ph_top[own] * gm).sum(-1)
+                sc = (gm * mj).sum(-1)
+            a[start:stop], b[start:stop], c[start:stop] = sa, sb, sc
+            dense_words[(local * n + own).reshape(-1)] = 0.0
     return a.numpy(), b.numpy(), c.numpy()
+
+
+def _first_occurrence(nb: torch.Tensor) -> torch.Tensor:
+    """``(N, K)`` bool: the entry is the first occurrence of its id in its row (ids repeat only where faiss left
+    empty slots, filled with the query itself by :func:`clustering.knn.put_self_first`)."""
+    srt, order = torch.sort(nb, dim=1, stable=True)
+    first_sorted = torch.ones_like(srt, dtype=torch.bool)
+    first_sorted[:, 1:] = srt[:, 1:] != srt[:, :-1]
+    return torch.empty_like(first_sorted).scatter_(1, order, first_sorted)
+
+
+def topk_sizes(nbrs: np.ndarray, k: np.ndarray | int | None = None) -> np.ndarray:
+    """``|N_i^k|``: distinct ids among the first ``k_i`` neighbours, ``(N,)`` int64."""
+    n, kk = nbrs.shape
+    nb = torch.from_numpy(np.ascontiguousarray(nbrs, dtype=np.int64))
+    in_top = (torch.arange(kk)[None, :] < torch.from_numpy(_k_vector(k, n, kk))[:, None]) & _first_occurrence(nb)
+    return in_top.sum(1).numpy()
+
+
+def _ragged_sums(nb: torch.Tensor, ph: torch.Tensor, kt: torch.Tensor, own: torch.Tensor, cr: int, n: int,
+                 dense_words: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The three sums for the ``C x K`` pairs of one chunk, visiting only ``t < k_j`` of each partner j."""
+    kk = nb.shape[1]
+    j = own.reshape(-1)                                             # (P,) partners, P = C K
+    lens = kt[j]                                                    # (P,) k_j
+    pair = torch.repeat_interleave(torch.arange(j.numel()), lens)   # (T,) pair of each visited entry
+    first = torch.cumsum(lens, 0) - lens
+    t = torch.arange(pair.numel()) - first[pair]                    # (T,) rank t < k_j
+    jt = j[pair] * kk + t                                           # flat index into (N, K)
+    h = nb.view(-1)[jt]                                             # (T,) h = nbrs[j, t]
+    flat = (pair // kk) * n + h                                     # row of the centre, column h
+    g = dense_words[flat].view(torch.float32).view(-1, 2)
+    gp, gm = g[:, 0], g[:, 1]                                       # p^_ih and 1 if h in N_i^k (else 0, 0)
+    p_count = j.numel()
+    sa = torch.zeros(p_count).index_add_(0, pair, gp)
+    sb = torch.zeros(p_count).index_add_(0, pair, ph.view(-1)[jt] * gm)
+    sc = torch.zeros(p_count).index_add_(0, pair, gm)
+    return sa.view(cr, kk), sb.view(cr, kk), sc.view(cr, kk)
 
 
 def _k_vector(k: np.ndarray | int | None, n: int, kk: int) -> np.ndarray:
@@ -137,7 +194,8 @@ def topk_jaccard(nbrs: np.ndarray, sims: np.ndarray, k: np.ndarray | int | None,
     p_hat = row_normalise(edge_prob(sims, transform))
     k_vec = _k_vector(k, n, kk)
     a, b, _ = intersections(nbrs, p_hat, k_vec, mem_mb=mem_mb)
-    s = (p_hat * (np.arange(kk)[None, :] < k_vec[:, None])).sum(axis=1)  # sum_{h in N_i^k} p^_ih
+    first = _first_occurrence(torch.from_numpy(np.ascontiguousarray(nbrs, dtype=np.int64))).numpy()
+    s = (p_hat * ((np.arange(kk)[None, :] < k_vec[:, None]) & first)).sum(axis=1)  # sum_{h in N_i^k} p^_ih
     denom = s[:, None] + s[nbrs]
     return ((a + b) / np.maximum(denom, 1e-12)).astype(np.float32)
 
@@ -152,7 +210,8 @@ def plain_jaccard(nbrs: np.ndarray, k: np.ndarray | int | None = None, *, mem_mb
     n, kk = nbrs.shape
     k_vec = _k_vector(k, n, kk)
     _, _, c = intersections(nbrs, np.ones(nbrs.shape, np.float32), k_vec, mem_mb=mem_mb)
-    union = k_vec[:, None] + k_vec[nbrs] - c
+    size = topk_sizes(nbrs, k_vec)
+    union = size[:, None] + size[nbrs] - c
     return (c / np.maximum(union, 1)).astype(np.float32)
 
 
@@ -175,3 +234,12 @@ def oracle_k(nbrs: np.ndarray, labels: np.ndarray, beta: float = 0.5) -> np.ndar
     b2 = beta * beta
     f = (1 + b2) * precision * recall / np.maximum(b2 * precision + recall, 1e-12)
     return (np.argmax(f, axis=1) + 1).astype(np.int64)
+
+
+def early_stop_mask(weights: np.ndarray, threshold: float) -> np.ndarray:
+    """FC-ESER's early stopping: walking each row in cosine order (column order; self at column 0 is skipped),
+    keep neighbours until the first whose weight is <= ``threshold``; drop it and every later one. ``(N, K)`` bool.
+    """
+    ok = weights > threshold
+    ok[:, 0] = True
+    return np.logical_and.accumulate(ok, axis=1)

@@ -29,19 +29,17 @@ def infomap_cluster(n: int, rows: np.ndarray, cols: np.ndarray, weights: np.ndar
     labels = np.full(n, -1, dtype=np.int64)
     if len(rows):
         adj = sp.coo_matrix((weights.astype(np.float64), (rows, cols)), shape=(n, n)).tocsr()
-        adj = (adj + adj.T).tocsr()
-        adj.eliminate_zeros()
-        adj = sp.triu(adj, k=1).tocsr()  # one entry per undirected link
-        deg = np.diff(adj.indptr) + np.diff(adj.tocsc().indptr)
-        active = np.flatnonzero(deg > 0)
-        if len(active):
-            sub = adj[active][:, active].tocsr()
-            net = infomap.Network.from_scipy_sparse_matrix(sub)
+        adj = sp.triu(adj + adj.T, k=1).tocoo()  # one entry per undirected link, reciprocal weights summed
+        keep = adj.data > 0
+        if keep.any():
+            # Network.add_links on one (E, 3) array is ~20x faster than the scipy adapter at millions of links
+            net = infomap.Network()
+            net.add_links(np.stack([adj.row[keep], adj.col[keep], adj.data[keep]], axis=1))
             res = infomap.run(net, two_level=True, seed=int(seed) + 1, num_trials=int(num_trials))
             mods = res.modules()
             ids = np.fromiter(mods.keys(), dtype=np.int64, count=len(mods))
             mod = np.fromiter(mods.values(), dtype=np.int64, count=len(mods))
-            labels[active[ids]] = mod
+            labels[ids] = mod
     lone = labels < 0
     labels[lone] = labels.max(initial=-1) + 1 + np.arange(int(lone.sum()))
     _, labels = np.unique(labels, return_inverse=True)

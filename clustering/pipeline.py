@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .edges import edge_prob, plain_jaccard, topk_jaccard
+from .edges import early_stop_mask, edge_prob, plain_jaccard, topk_jaccard
 from .mapequation import infomap_cluster, knn_edges
 from .subgraphs import as_tensor, gather_subgraphs
 
@@ -30,12 +30,15 @@ class GraphConfig:
 
     Attributes:
         k: neighbours per face in the kNN graph (self included).
-        transform: edge probability from distance, ``"sigmoid"`` (this method) or ``"exp"`` (FC-ESER).
+        transform: edge probability from distance, ``"sigmoid"`` (this method), ``"exp"`` (FC-ESER) or
+            ``"cosine"`` (the similarity itself, plain kNN + Infomap).
         jaccard: ``"topk"`` (per-node k; all K when no k is given), ``"all"`` (all K neighbours, ignore k),
             ``"plain"`` (Ada-NETS count Jaccard) or ``"none"`` (the raw edge probability).
         combine: how the SDT pair probability ``q`` and the Jaccard probability ``p`` make the edge weight:
             ``"product"`` (``p * q``), ``"mean"`` (``(p + q) / 2``), ``"sdt"`` (``q``), ``"jaccard"`` (``p``).
         threshold: edges with weight <= threshold are pruned before Infomap.
+        early_stop: FC-ESER's early stopping: walking each face's neighbours in cosine order, also prune every
+            neighbour after the first pruned one.
         seed: Infomap seed.
         num_trials: Infomap trials (the best is kept).
     """
@@ -45,6 +48,7 @@ class GraphConfig:
     jaccard: str = "topk"
     combine: str = "product"
     threshold: float = 0.0
+    early_stop: bool = False
     seed: int = 0
     num_trials: int = 1
 
@@ -100,6 +104,8 @@ def refine_and_cluster(nbrs: np.ndarray, sims: np.ndarray, cfg: GraphConfig, *, 
     with timer("jaccard"):
         p = jaccard_weights(nbrs, sims, k, cfg)
         w = combine_edges(p, pair_prob, cfg.combine)
+        if cfg.early_stop:
+            w = np.where(early_stop_mask(w, cfg.threshold), w, 0.0)
     with timer("infomap"):
         rows, cols, ww = knn_edges(nbrs, w, cfg.threshold)
         return infomap_cluster(nbrs.shape[0], rows, cols, ww, seed=cfg.seed, num_trials=cfg.num_trials)
@@ -194,7 +200,8 @@ class ClusteringPipeline:
     # ---- running -------------------------------------------------------------------------------------------
     def graph_inputs(self, feats: np.ndarray, timer: Timer | None = None, progress: bool = False,
                      k: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Preprocess and build the kNN graph: ``(x, nbrs, sims)``. ``k`` overrides ``graph.k`` (small inputs)."""
+        """Preprocess and build the kNN graph: ``(x, nbrs, sims)``. ``k`` overrides ``graph.k``; either is capped
+        at the number of faces (a collection smaller than K is clustered with K = N)."""
         from .knn import knn_search
         from .preprocess import preprocess
 
@@ -203,7 +210,7 @@ class ClusteringPipeline:
             x = preprocess(feats, self.mean)
         with timer("knn"):
             knn_kw = {"device": "cuda" if self.device.startswith("cuda") else "cpu", **self.knn}
-            nbrs, sims = knn_search(x, k or self.graph.k, progress=progress, **knn_kw)
+            nbrs, sims = knn_search(x, min(k or self.graph.k, x.shape[0]), progress=progress, **knn_kw)
         return x, nbrs, sims
 
     def predict(self, x: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, timer: Timer | None = None,
@@ -306,4 +313,5 @@ class ClusteringPipeline:
         try:
             return cls.from_state(state, device=device)
         except Exception as exc:
-            raise InputError(f"{path}: model file does not match this code's networks: {exc}") from None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"{path}: model file does not match this code's networks: {first}") from None

@@ -1,0 +1,154 @@
+"""Per-stage time and peak memory of the pipeline on synthetic 256-d data; prints a Markdown table.
+
+    python benchmarks/speed.py --sizes 10000 100000 [--model artifacts/model.pt] [--json PATH]
+    python benchmarks/speed.py --sizes 1000000 --knn ivf          # 1M faces with an IVF index
+
+Each size runs in a fresh subprocess (so peak memory is its own). Stages: preprocessing, kNN (faiss), edge
+probabilities (sigmoid transform, row-normalised), Top-K prediction and SDT refinement (with ``--model``; else the
+oracle k* stands in for the predicted k), Top-K Jaccard, Infomap, metrics. ``peak MB`` is the largest resident set
+size seen while the stage ran (sampled every 20 ms; it includes what earlier stages still hold), ``+MB`` its rise
+over the stage's start.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class Meter:
+    """Wall time and sampled peak RSS per stage."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+        self._peak = 0.0
+        self._stop = threading.Event()
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self._peak = max(self._peak, rss_mb())
+            time.sleep(0.02)
+
+    @contextmanager
+    def __call__(self, stage: str):
+        start_mem = rss_mb()
+        self._peak = start_mem
+        t0 = time.perf_counter()
+        yield
+        seconds = time.perf_counter() - t0
+        peak = max(self._peak, rss_mb())
+        self.rows.append({"stage": stage, "seconds": round(seconds, 3), "peak_mb": round(peak),
+                          "delta_mb": round(peak - start_mem)})
+
+
+def run_one(n: int, knn_method: str, model: str | None, k: int, seed: int) -> dict:
+    import numpy as np
+    import torch
+
+    from clustering.edges import edge_prob, oracle_k, row_normalise, topk_jaccard
+    from clustering.knn import knn_search
+    from clustering.mapequation import infomap_cluster, knn_edges
+    from clustering.metrics import evaluate
+    from clustering.preprocess import fit_mean, preprocess
+    from clustering.synthetic import make_synthetic
+
+    # identities scale with N so the size distribution stays the same (~7.4 faces per identity)
+    feats, labels = make_synthetic(n_identities=max(10, round(n / 7.4)), seed=seed)
+    feats, labels = feats[:n], labels[:n]
+    meter = Meter()
+    pipe = None
+    if model:
+        from clustering.pipeline import ClusteringPipeline
+
+        pipe = ClusteringPipeline.load(model, device="cpu")
+    with meter("preprocess"):
+        x = preprocess(feats, pipe.mean if pipe else fit_mean(feats))
+    with meter("knn"):
+        nbrs, sims = knn_search(x, k, method=knn_method, progress=n > 200_000)
+    with meter("edge_prob"):
+        row_normalise(edge_prob(sims, "sigmoid"))
+    q = None
+    if pipe is not None:
+        from clustering.pipeline import predict_k, predict_pairs
+
+        with meter("topk"):
+            kv = predict_k(pipe.topk, x, nbrs, sims, batch_size=pipe.batch_size, progress=n > 200_000)
+        if pipe.sdt is not None:
+            with meter("sdt"):
+                q = predict_pairs(pipe.sdt, x, nbrs, sims, kv, batch_size=pipe.batch_size, progress=n > 200_000)
+    else:
+        kv = oracle_k(nbrs, labels)
+    with meter("jaccard"):
+        w = topk_jaccard(nbrs, sims, kv)
+        if q is not None:
+            w = w * q
+    with meter("infomap"):
+        rows, cols, ww = knn_edges(nbrs, w, pipe.graph.threshold if pipe else 0.0)
+        pred = infomap_cluster(n, rows, cols, ww)
+    with meter("metrics"):
+        m = evaluate(labels, pred)
+    return {"n": n, "knn": knn_method, "k": k, "threads": torch.get_num_threads(), "model": model,
+            "mean_k": float(np.mean(kv)), "edges": int(len(rows)), "stages": meter.rows,
+            "total_seconds": round(sum(r["seconds"] for r in meter.rows), 2),
+            "pairwise_f": round(m["pairwise_f"], 4), "bcubed_f": round(m["bcubed_f"], 4)}
+
+
+def table(results: list[dict]) -> str:
+    stages = []
+    for r in results:
+        stages += [s["stage"] for s in r["stages"] if s["stage"] not in stages]
+    head = "| N | kNN | " + " | ".join(f"{s} s (peak MB)" for s in stages) + " | total s | F_P / F_B |\n"
+    head += "|---" * (len(stages) + 4) + "|\n"
+    lines = []
+    for r in results:
+        by = {s["stage"]: s for s in r["stages"]}
+        cells = [f"{by[s]['seconds']:.2f} ({by[s]['peak_mb']})" if s in by else "-" for s in stages]
+        lines.append(f"| {r['n']:,} | {r['knn']} | " + " | ".join(cells) +
+                     f" | {r['total_seconds']:.1f} | {r['pairwise_f']:.3f} / {r['bcubed_f']:.3f} |")
+    return head + "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000])
+    ap.add_argument("--knn", default="auto", choices=["auto", "flat", "ivf", "hnsw"])
+    ap.add_argument("--model", help="exported model: time the Top-K and SDT stages too")
+    ap.add_argument("--k", type=int, default=80)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", help="append the results to this JSON list")
+    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one size in this process
+    args = ap.parse_args(argv)
+    if args.one:
+        print(json.dumps(run_one(args.one, args.knn, args.model, args.k, args.seed)))
+        return
+    results = []
+    for n in args.sizes:
+        cmd = [sys.executable, __file__, "--one", str(n), "--knn", args.knn, "--k", str(args.k),
+               "--seed", str(args.seed)] + (["--model", args.model] if args.model else [])
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        results.append(json.loads(out.strip().splitlines()[-1]))
+        print(f"N={n:,}: {results[-1]['total_seconds']} s", file=sys.stderr)
+    print(table(results))
+    if args.json:
+        old = json.load(open(args.json)) if os.path.exists(args.json) else []
+        with open(args.json, "w") as fh:
+            json.dump(old + results, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
