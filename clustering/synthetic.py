@@ -13,7 +13,9 @@ the demo and the tests run anywhere, with no download, on data that has the hard
 * **low-quality outliers**: a fraction ``lowq_frac`` of faces are blurred towards one shared "low-quality"
   direction (``lowq_strength``) and get extra noise, as blurry or profile faces do in real collections,
 * **an uncentred embedding space**: every face is shifted by ``offset`` along a common direction and given a random
-  norm, as raw embeddings are, so that the preprocessing (mean-centring, normalisation) matters.
+  norm, as raw embeddings are, so that the preprocessing (mean-centring, normalisation) matters. The common
+  direction and the low-quality direction come from ``space_seed``, shared by splits drawn with different
+  ``seed`` (one recognition model, new people), so a mean fitted on one split centres the others.
 
 Faces are shuffled; labels are ``0 .. n_identities - 1``.
 """
@@ -43,6 +45,8 @@ class SyntheticConfig:
     lowq_strength: float = 0.8  # how far a low-quality face is pulled to the shared low-quality direction
     offset: float = 1.0         # shift of all faces along a common direction (uncentred raw embeddings)
     seed: int = 0
+    space_seed: int = 1234      # seed of the embedding space itself (common offset, low-quality direction):
+                                # splits drawn with different ``seed`` share it, as faces embedded by one model do
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,14 +87,15 @@ def make_synthetic(cfg: SyntheticConfig | None = None, **overrides) -> tuple[np.
     feats = centres[labels] + sigma[:, None] * rng.standard_normal((n, d)) / np.sqrt(d)
     feats = _unit(feats)
 
+    space = np.random.default_rng(cfg.space_seed)
+    blur_dir = _unit(space.standard_normal(d))
+    common = _unit(space.standard_normal(d))
     lowq = rng.random(n) < cfg.lowq_frac
     if lowq.any():
-        blur_dir = _unit(rng.standard_normal(d))
         m = int(lowq.sum())
         s = cfg.lowq_strength * rng.uniform(0.5, 1.0, size=(m, 1))
         feats[lowq] = _unit((1 - s) * feats[lowq] + s * blur_dir + 0.3 * rng.standard_normal((m, d)) / np.sqrt(d))
 
-    common = _unit(rng.standard_normal(d))
     feats = feats + cfg.offset * common
     feats *= rng.uniform(0.5, 2.0, size=(n, 1))
 
