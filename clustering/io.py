@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["InputError", "load_features", "load_labels", "check_features", "check_k"]
+__all__ = ["InputError", "load_features", "load_labels", "load_cluster_ids", "check_model_file", "check_shape",
+           "check_features", "check_k"]
 
 
 class InputError(ValueError):
@@ -83,14 +84,7 @@ def load_features(path: str | os.PathLike, dim: int | None = None, *, check: boo
             raise
         except Exception as exc:  # corrupt or non-numpy file
             raise InputError(f"{path}: cannot read as {ext}: {exc}") from None
-        if feats.ndim != 2:
-            raise InputError(f"{path}: expected a 2-D N x d array, got shape {tuple(feats.shape)}")
-        if not np.issubdtype(feats.dtype, np.number):
-            raise InputError(f"{path}: expected a numeric array, got dtype {feats.dtype}")
-        if feats.shape[0] == 0 or feats.shape[1] == 0:
-            raise InputError(f"{path}: file is empty (shape {tuple(feats.shape)})")
-        if dim is not None and feats.shape[1] != dim:
-            raise InputError(f"{path}: features have dimension {feats.shape[1]}, expected {dim}")
+        check_shape(feats, str(path), dim, what="file")
         if feats.dtype != np.float32:
             feats = np.asarray(feats, dtype=np.float32)
     else:
@@ -100,10 +94,25 @@ def load_features(path: str | os.PathLike, dim: int | None = None, *, check: boo
     return feats
 
 
+def check_shape(feats: np.ndarray, name: str = "features", dim: int | None = None, *, what: str = "array") -> None:
+    """Raise :class:`InputError` unless ``feats`` is a non-empty 2-D numeric ``N x d`` array (``d == dim`` if given)."""
+    if feats.ndim != 2:
+        raise InputError(f"{name}: expected a 2-D N x d array, got shape {tuple(feats.shape)}")
+    if not (np.issubdtype(feats.dtype, np.number) and not np.issubdtype(feats.dtype, np.complexfloating)):
+        raise InputError(f"{name}: expected a real numeric array, got dtype {feats.dtype}")
+    if feats.shape[0] == 0 or feats.shape[1] == 0:
+        raise InputError(f"{name}: {what} is empty (shape {tuple(feats.shape)})")
+    if dim is not None and feats.shape[1] != dim:
+        raise InputError(f"{name}: features have dimension {feats.shape[1]}, expected {dim}")
+
+
 def check_features(feats: np.ndarray, name: str = "features", *, chunk_rows: int = 262_144) -> None:
-    """Raise :class:`InputError` if any row has NaN/inf values or is all zeros (scanned in chunks)."""
+    """Raise :class:`InputError` if any row has NaN/inf values, is all zeros, or has a float32 L2 norm that
+    overflows or underflows (values beyond ~1e19 or all below ~1e-19: normalising it would give NaN or zeros).
+    Scanned in chunks."""
     bad_finite: list[np.ndarray] = []
     bad_zero: list[np.ndarray] = []
+    bad_norm: list[np.ndarray] = []
     for start in range(0, feats.shape[0], chunk_rows):
         block = np.asarray(feats[start:start + chunk_rows])
         finite = np.isfinite(block).all(axis=1)
@@ -112,12 +121,22 @@ def check_features(feats: np.ndarray, name: str = "features", *, chunk_rows: int
         zero = ~np.any(block != 0, axis=1)
         if zero.any():
             bad_zero.append(np.flatnonzero(zero) + start)
+        b32 = block.astype(np.float32, copy=False)
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            sq = np.einsum("ij,ij->i", b32, b32)
+        odd = finite & ~zero & ~((sq > 0) & np.isfinite(sq))
+        if odd.any():
+            bad_norm.append(np.flatnonzero(odd) + start)
     if bad_finite:
         rows = np.concatenate(bad_finite)
         raise InputError(f"{name}: NaN or inf values in {len(rows)} rows (first rows: {_first(rows)})")
     if bad_zero:
         rows = np.concatenate(bad_zero)
         raise InputError(f"{name}: {len(rows)} all-zero rows (first rows: {_first(rows)})")
+    if bad_norm:
+        rows = np.concatenate(bad_norm)
+        raise InputError(f"{name}: {len(rows)} rows with values too large or too small to normalise in float32 "
+                         f"(first rows: {_first(rows)})")
 
 
 def load_labels(path: str | os.PathLike, n: int | None = None) -> np.ndarray:
@@ -160,6 +179,44 @@ def load_labels(path: str | os.PathLike, n: int | None = None) -> np.ndarray:
     if n is not None and labels.shape[0] != n:
         raise InputError(f"{path}: {labels.shape[0]} labels for {n} faces (counts must match)")
     return labels
+
+
+def load_cluster_ids(path: str | os.PathLike, n: int | None = None) -> np.ndarray:
+    """Read a clustering written by ``cluster.py``: one integer id per line (``.npy``/``.npz`` also accepted).
+
+    Args:
+        path: the file.
+        n: expected number of ids (the rows of the features it clusters); checked when given.
+
+    Raises:
+        InputError: missing, unreadable, non-integer, empty or of the wrong length.
+    """
+    path = Path(path)
+    _require_file(path, "previous clustering")
+    if path.suffix.lower() in (".npy", ".npz"):
+        ids = load_labels(path)
+    else:
+        try:
+            ids = np.array([int(t) for t in path.read_text().split()], dtype=np.int64)
+        except (ValueError, UnicodeDecodeError):
+            raise InputError(f"{path}: not a clustering (expected one integer cluster id per line)") from None
+    if ids.shape[0] == 0:
+        raise InputError(f"{path}: clustering is empty (0 faces)")
+    if n is not None and ids.shape[0] != n:
+        raise InputError(f"{path}: {ids.shape[0]} cluster ids for {n} previous faces (counts must match)")
+    return ids
+
+
+def check_model_file(path: str | os.PathLike) -> None:
+    """Cheap checks of a model file before torch reads it: it exists and is a zip archive (``torch.save``'s
+    format). A truncated file has lost the archive's directory at its end, so it fails here too."""
+    import zipfile
+
+    path = Path(path)
+    _require_file(path, "model")
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"{path}: not a readable model file (not a torch.save archive); truncated or not a file "
+                         f"written by export.py")
 
 
 def check_k(k: int, n: int, name: str = "features") -> None:

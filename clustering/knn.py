@@ -1,6 +1,7 @@
 """k-nearest-neighbour graph by cosine similarity with faiss (METHOD.md step 2).
 
-``knn_search`` returns ``nbrs`` (N x K int64) and ``sims`` (N x K float32) sorted by similarity, **self first**.
+``knn_search`` returns ``nbrs`` (N x K int64) and ``sims`` (N x K float32) sorted by similarity, **self first**;
+``knn_query`` (with ``knn_index``) does the same for some query rows against all rows, as incremental clustering needs.
 Inputs must already be L2-normalised (:func:`clustering.preprocess.preprocess`), so inner product = cosine.
 
 Index choice (``method``):
@@ -21,7 +22,7 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
-__all__ = ["knn_search", "put_self_first", "faiss_on_gpu"]
+__all__ = ["knn_search", "knn_index", "knn_query", "put_self_first", "faiss_on_gpu"]
 
 log = logging.getLogger(__name__)
 
@@ -132,22 +133,61 @@ def knn_search(x: np.ndarray, k: int, *, method: str = "auto", device: str = "au
     Returns:
         ``nbrs (N, k) int64`` and ``sims (N, k) float32``, each row sorted by decreasing similarity, self first.
     """
+    return knn_query(x, None, k, chunk=chunk, progress=progress, method=method, device=device, flat_max=flat_max,
+                     nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m, ef_search=ef_search, seed=seed, threads=threads)
+
+
+def knn_index(x: np.ndarray, k: int, *, method: str = "auto", device: str = "auto", flat_max: int = 300_000,
+              nlist: int | None = None, nprobe: int = 64, hnsw_m: int = 32, ef_search: int = 128, seed: int = 0,
+              threads: int | None = None):
+    """The faiss index over the rows of ``x`` that :func:`knn_search` builds (arguments as there), to query several
+    times with :func:`knn_query`. ``"auto"`` picks by the index size N."""
     x = np.ascontiguousarray(x, dtype=np.float32)
-    n = x.shape[0]
-    if not 1 <= k <= n:
-        raise ValueError(f"k = {k} must be in 1..N = {n}")
     if threads:
         faiss.omp_set_num_threads(threads)
     if method == "auto":
-        method = "flat" if n <= flat_max else "ivf"
+        method = "flat" if x.shape[0] <= flat_max else "ivf"
     gpu = faiss_on_gpu(device)
-    log.info("kNN: %s index, N=%d, K=%d, %s", method, n, k, "GPU" if gpu else "CPU")
-    index = _build_index(x, method, nlist, nprobe, hnsw_m, ef_search, k, gpu, seed)
-    nbrs = np.empty((n, k), dtype=np.int64)
-    sims = np.empty((n, k), dtype=np.float32)
-    show = progress if progress is not None else n > 200_000
-    for start in tqdm(range(0, n, chunk), desc=f"kNN ({method})", disable=not show, unit="chunk"):
-        s, i = index.search(x[start:start + chunk], k)
+    log.info("kNN: %s index, N=%d, K=%d, %s", method, x.shape[0], k, "GPU" if gpu else "CPU")
+    return _build_index(x, method, nlist, nprobe, hnsw_m, ef_search, k, gpu, seed)
+
+
+def knn_query(x: np.ndarray, query: np.ndarray | None, k: int, *, query_ids: np.ndarray | None = None,
+              index=None, chunk: int = 65_536, progress: bool | None = None,
+              **index_kw) -> tuple[np.ndarray, np.ndarray]:
+    """K nearest neighbours of some rows among all rows of ``x``, each query's own row first.
+
+    Used by incremental clustering, where new faces (and the old faces they reach) are queried against old + new.
+
+    Args:
+        x: ``(N, d)`` float32, L2-normalised rows: what is searched.
+        query: ``(M, d)`` L2-normalised query rows, or ``None`` to query every row of ``x`` (:func:`knn_search`).
+        k: neighbours per query, self included (``k <= N``).
+        query_ids: ``(M,)`` row of ``x`` that each query is (put first in its own list, similarity 1); default
+            ``0..M-1``.
+        index: an index from :func:`knn_index` over ``x``, to reuse; built here from ``index_kw`` when ``None``.
+        chunk: query rows per faiss call.
+        progress: show a progress bar (default: when M > 200K).
+        index_kw: :func:`knn_index` options (method, device, nprobe, seed, ...).
+
+    Returns:
+        ``nbrs (M, k) int64`` ids into ``x`` and ``sims (M, k) float32``, sorted by decreasing similarity.
+    """
+    n = x.shape[0]
+    if not 1 <= k <= n:
+        raise ValueError(f"k = {k} must be in 1..N = {n}")
+    if index is None:
+        index = knn_index(x, k, **index_kw)
+    query = np.ascontiguousarray(x if query is None else query, dtype=np.float32)
+    m = query.shape[0]
+    if query_ids is not None and len(query_ids) != m:
+        raise ValueError(f"{len(query_ids)} query ids for {m} queries")
+    nbrs = np.empty((m, k), dtype=np.int64)
+    sims = np.empty((m, k), dtype=np.float32)
+    show = progress if progress is not None else m > 200_000
+    desc = f"kNN ({type(index).__name__})"
+    for start in tqdm(range(0, m, chunk), desc=desc, disable=not show, unit="chunk"):
+        s, i = index.search(query[start:start + chunk], k)
         sims[start:start + len(s)] = s
         nbrs[start:start + len(i)] = i
-    return put_self_first(nbrs, sims)
+    return put_self_first(nbrs, sims, None if query_ids is None else np.asarray(query_ids, dtype=np.int64))

@@ -21,7 +21,7 @@ from .edges import early_stop_mask, edge_prob, plain_jaccard, topk_jaccard
 from .mapequation import infomap_cluster, knn_edges
 from .subgraphs import as_tensor, gather_subgraphs
 
-__all__ = ["GraphConfig", "combine_edges", "refine_and_cluster", "predict_k", "predict_pairs", "Timer"]
+__all__ = ["GraphConfig", "combine_edges", "edge_weights", "refine_and_cluster", "predict_k", "predict_pairs", "Timer"]
 
 
 @dataclass
@@ -97,15 +97,23 @@ def combine_edges(p: np.ndarray, q: np.ndarray | None, how: str) -> np.ndarray:
     raise ValueError(f"unknown combine {how!r} (product, mean, sdt, jaccard)")
 
 
+def edge_weights(nbrs: np.ndarray, sims: np.ndarray, cfg: GraphConfig, *, k: np.ndarray | None = None,
+                 pair_prob: np.ndarray | None = None) -> np.ndarray:
+    """Refined edge weights ``(N, K)`` aligned with ``nbrs``: Jaccard -> combine with SDT -> early stopping
+    (pruned entries set to 0). Edges with weight <= ``cfg.threshold`` are dropped later, by :func:`knn_edges`."""
+    p = jaccard_weights(nbrs, sims, k, cfg)
+    w = combine_edges(p, pair_prob, cfg.combine)
+    if cfg.early_stop:
+        w = np.where(early_stop_mask(w, cfg.threshold), w, 0.0)
+    return w
+
+
 def refine_and_cluster(nbrs: np.ndarray, sims: np.ndarray, cfg: GraphConfig, *, k: np.ndarray | None = None,
                        pair_prob: np.ndarray | None = None, timer: Timer | None = None) -> np.ndarray:
     """Graph half of the pipeline: Jaccard -> combine with SDT -> prune -> Infomap. Returns ``(N,)`` labels."""
     timer = timer or Timer()
     with timer("jaccard"):
-        p = jaccard_weights(nbrs, sims, k, cfg)
-        w = combine_edges(p, pair_prob, cfg.combine)
-        if cfg.early_stop:
-            w = np.where(early_stop_mask(w, cfg.threshold), w, 0.0)
+        w = edge_weights(nbrs, sims, cfg, k=k, pair_prob=pair_prob)
     with timer("infomap"):
         rows, cols, ww = knn_edges(nbrs, w, cfg.threshold)
         return infomap_cluster(nbrs.shape[0], rows, cols, ww, seed=cfg.seed, num_trials=cfg.num_trials)
@@ -195,7 +203,13 @@ class ClusteringPipeline:
 
     @property
     def feat_dim(self) -> int | None:
-        return None if self.mean is None else int(self.mean.shape[0])
+        """Feature dimension the model expects (from the mean, else the networks), ``None`` if it has neither."""
+        if self.mean is not None:
+            return int(self.mean.shape[0])
+        for m in (self.topk, self.sdt):
+            if m is not None and "feat_dim" in getattr(m, "config", {}):
+                return int(m.config["feat_dim"])
+        return None
 
     # ---- running -------------------------------------------------------------------------------------------
     def graph_inputs(self, feats: np.ndarray, timer: Timer | None = None, progress: bool = False,
@@ -209,9 +223,13 @@ class ClusteringPipeline:
         with timer("preprocess"):
             x = preprocess(feats, self.mean)
         with timer("knn"):
-            knn_kw = {"device": "cuda" if self.device.startswith("cuda") else "cpu", **self.knn}
-            nbrs, sims = knn_search(x, min(k or self.graph.k, x.shape[0]), progress=progress, **knn_kw)
+            nbrs, sims = knn_search(x, min(k or self.graph.k, x.shape[0]), progress=progress, **self.knn_options())
         return x, nbrs, sims
+
+    def knn_options(self) -> dict:
+        """Keyword arguments for :func:`clustering.knn.knn_search` / ``knn_index``: the model's kNN settings on
+        this pipeline's device."""
+        return {"device": "cuda" if self.device.startswith("cuda") else "cpu", **self.knn}
 
     def predict(self, x: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, timer: Timer | None = None,
                 progress: bool = False) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -237,8 +255,17 @@ class ClusteringPipeline:
         return refine_and_cluster(nbrs, sims, self.graph, k=k, pair_prob=q, timer=timer)
 
     def __call__(self, feats: np.ndarray, timer: Timer | None = None, progress: bool = False) -> np.ndarray:
-        """Cluster raw ``(N, d)`` embeddings; returns ``(N,)`` int64 cluster ids in input order."""
+        """Cluster raw ``(N, d)`` embeddings; returns ``(N,)`` int64 cluster ids in input order.
+
+        Any N >= 1 works: a collection smaller than K is clustered with K = N. Raises
+        :class:`~clustering.io.InputError` for an empty or wrongly shaped array, a dimension other than the model's,
+        and rows with NaN/inf or all zeros."""
+        from .io import check_features, check_shape
+
         timer = timer or Timer()
+        feats = np.asarray(feats) if not isinstance(feats, np.ndarray) else feats
+        check_shape(feats, "features", self.feat_dim)
+        check_features(feats, "features")
         x, nbrs, sims = self.graph_inputs(feats, timer, progress)
         return self.run_graph(x, nbrs, sims, timer, progress)
 
@@ -294,12 +321,9 @@ class ClusteringPipeline:
     def load(cls, path: str, device: str = "auto") -> "ClusteringPipeline":
         """Load a model file written by :meth:`save` (``export.py``). Raises :class:`~clustering.io.InputError`
         with a one-line message for a missing, truncated, foreign or incompatible file."""
-        from .io import InputError
+        from .io import InputError, check_model_file
 
-        import os
-
-        if not os.path.exists(path):
-            raise InputError(f"{path}: model file does not exist")
+        check_model_file(path)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:

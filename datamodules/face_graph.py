@@ -1,0 +1,277 @@
+"""Labelled face features -> preprocessing -> one faiss kNN graph per split -> per-node subgraph batches.
+
+The split is **by identity** (no person in both parts), seeded. The preprocessing mean is fitted on the training
+identities only, and each part gets its own kNN graph, so validation sees exactly what inference on an unseen
+collection sees. Targets are the Ada-NETS ``k*`` (:func:`clustering.edges.oracle_k`) and the same-identity pair
+labels (:func:`clustering.edges.same_identity`).
+
+A batch is a dict of tensors cut from the graph with **one** :func:`clustering.subgraphs.gather_subgraphs` call per
+batch (the dataset's ``__getitems__`` receives the batch's index list; no Python loop over samples)::
+
+    feats  (B, K, d) float32   preprocessed neighbour features, self first
+    sims   (B, K)    float32   cosine similarity of each neighbour to the centre
+    k_star (B,)      int64     Ada-NETS target k* in 1..K
+    same   (B, K)    float32   1 where neighbour s has the centre's identity
+    idx    (B,)      int64     centre index inside its split
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from clustering.edges import oracle_k, same_identity
+from clustering.io import InputError, check_k, load_features, load_labels
+from clustering.knn import knn_search
+from clustering.preprocess import fit_mean, preprocess
+from clustering.subgraphs import gather_subgraphs
+from clustering.synthetic import SyntheticConfig, make_synthetic
+
+__all__ = ["FaceGraphDataModule", "GraphSplit", "SubgraphDataset", "split_by_identity"]
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+
+
+@dataclass
+class GraphSplit:
+    """One part of the data with its own kNN graph (numpy arrays, row i is face ``rows[i]`` of the input).
+
+    Attributes:
+        x: ``(N, d)`` float32 preprocessed features.   nbrs: ``(N, K)`` int64, self first (ids inside this split).
+        sims: ``(N, K)`` float32.   labels: ``(N,)`` int64 identities.   k_star: ``(N,)`` int64 oracle Top-K.
+        same: ``(N, K)`` bool same-identity pairs.   rows: ``(N,)`` int64 row numbers in the input file.
+    """
+
+    x: np.ndarray
+    nbrs: np.ndarray
+    sims: np.ndarray
+    labels: np.ndarray
+    k_star: np.ndarray
+    same: np.ndarray
+    rows: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+
+def split_by_identity(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row ids ``(train, val)`` with a seeded ``val_fraction`` of the identities (not faces) in val; both sorted."""
+    ids = np.unique(labels)
+    n_val = int(round(val_fraction * len(ids)))
+    if val_fraction > 0 and not 0 < n_val < len(ids):
+        raise InputError(f"val_fraction={val_fraction} of {len(ids)} identities leaves an empty split")
+    val_ids = np.random.default_rng(seed).permutation(ids)[:n_val]
+    is_val = np.isin(labels, val_ids)
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+class SubgraphDataset(Dataset):
+    """Per-node subgraphs of a :class:`GraphSplit`; ``__getitems__`` gathers a whole batch in one indexing op."""
+
+    def __init__(self, split: GraphSplit) -> None:
+        self.x = torch.from_numpy(split.x)             # (N, d)
+        self.nbrs = torch.from_numpy(split.nbrs)       # (N, K)
+        self.sims = torch.from_numpy(split.sims)       # (N, K)
+        self.k_star = torch.from_numpy(split.k_star)   # (N,)
+        self.same = torch.from_numpy(split.same)       # (N, K) bool
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        idx = torch.as_tensor(indices, dtype=torch.int64)                # (B,)
+        feats, sims = gather_subgraphs(self.x, self.nbrs, self.sims, idx)  # (B, K, d), (B, K)
+        return {"feats": feats, "sims": sims, "k_star": self.k_star[idx], "same": self.same[idx].float(), "idx": idx}
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {key: value[0] for key, value in self.__getitems__([i]).items()}
+
+
+def collate_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The dataset already returns a collated batch (``__getitems__``); nothing left to do."""
+    return batch
+
+
+class FaceGraphDataModule(pl.LightningDataModule):
+    """Per-node subgraph batches of a labelled face collection, split by identity into train and val.
+
+    Args:
+        source: ``"synthetic"`` (:func:`clustering.synthetic.make_synthetic` with ``synthetic``) or ``"files"``
+            (``features`` + ``labels``).
+        features: feature file (``.bin`` needs ``dim``; ``.npy``/``.npz``), for ``source="files"``.
+        labels: label file (``.meta``/``.txt``/``.npy``/``.npz``), one identity per feature row.
+        dim: feature width of a ``.bin`` file.
+        synthetic: generator settings for ``source="synthetic"`` (in a config: ``synthetic: {n_identities: 50}``).
+        k: neighbours per face K (self included); linked to the networks' ``k`` by ``train.py``.
+        val_fraction: share of the **identities** held out for validation (0: no validation).
+        split_seed: seed of the identity split.
+        beta: F-beta of the ``k*`` target.
+        batch_size: centres per batch.
+        num_workers, pin_memory: DataLoader settings.
+        cache_dir: where to cache the mean, the split and both kNN graphs (``.npz`` named by a hash of the inputs
+            and of every parameter that changes them); ``None`` disables the cache.
+        knn: keyword arguments of :func:`clustering.knn.knn_search` (``method``, ``device``, ``threads``, ...).
+    """
+
+    def __init__(
+        self,
+        source: Literal["synthetic", "files"] = "synthetic",
+        features: str | None = None,
+        labels: str | None = None,
+        dim: int | None = None,
+        synthetic: SyntheticConfig = SyntheticConfig(),  # noqa: B008  (read-only default)
+        k: int = 80,
+        val_fraction: float = 0.2,
+        split_seed: int = 0,
+        beta: float = 0.5,
+        batch_size: int = 256,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        cache_dir: str | None = None,
+        knn: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if source not in ("synthetic", "files"):
+            raise ValueError(f"source must be 'synthetic' or 'files', got {source!r}")
+        if source == "files" and (features is None or labels is None):
+            raise InputError("source='files' needs both data.features and data.labels")
+        if not 0.0 <= val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        self.save_hyperparameters()
+        self.source = source
+        self.features = features
+        self.labels = labels
+        self.dim = dim
+        self.synthetic = synthetic
+        self.k = k
+        self.val_fraction = val_fraction
+        self.split_seed = split_seed
+        self.beta = beta
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.cache_dir = cache_dir
+        self.knn = dict(knn or {})
+        self.mean: np.ndarray | None = None
+        self.train_graph: GraphSplit | None = None
+        self.val_graph: GraphSplit | None = None
+
+    # ---- shape information, available before setup (for argument links) --------------------------------------
+    @property
+    def feat_dim(self) -> int:
+        """Feature width d (from the generator settings, ``dim`` or the file header; the data is not loaded)."""
+        return self.feature_dim(self.source, self.features, self.dim, self.synthetic.dim)
+
+    @staticmethod
+    def feature_dim(source: str, features: str | None, dim: int | None, synthetic_dim: int) -> int:
+        """Feature width from the datamodule's arguments (``train.py`` links it to the networks at parse time):
+        ``synthetic.dim``, else ``dim``, else the ``.npy``/``.npz`` header."""
+        if source == "synthetic":
+            return int(synthetic_dim)
+        if dim is not None:
+            return int(dim)
+        return int(load_features(features, dim, check=False).shape[1])
+
+    # ---- data -----------------------------------------------------------------------------------------------
+    def _load(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.source == "synthetic":
+            return make_synthetic(self.synthetic)
+        feats = load_features(self.features, self.dim)
+        return feats, load_labels(self.labels, n=feats.shape[0])
+
+    def cache_path(self) -> Path | None:
+        """The cache file for the current inputs and parameters (``None`` without ``cache_dir``)."""
+        if self.cache_dir is None:
+            return None
+
+        def file_id(path: str) -> dict:
+            st = os.stat(path)
+            return {"path": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+        key = {
+            "version": CACHE_VERSION, "source": self.source, "k": self.k, "val_fraction": self.val_fraction,
+            "split_seed": self.split_seed, "knn": self.knn,
+            "data": (self.synthetic.to_dict() if self.source == "synthetic"
+                     else {"features": file_id(self.features), "labels": file_id(self.labels), "dim": self.dim}),
+        }
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return Path(self.cache_dir) / f"facegraph-{digest}.npz"
+
+    def _graphs(self, labels: np.ndarray, feats: np.ndarray) -> dict[str, np.ndarray]:
+        """Split, mean and kNN graphs, from the cache when present (written there otherwise)."""
+        path = self.cache_path()
+        if path is not None and path.exists():
+            log.info("loading cached kNN graphs from %s", path)
+            with np.load(path, allow_pickle=False) as z:
+                return {key: z[key] for key in z.files}
+        train_rows, val_rows = split_by_identity(labels, self.val_fraction, self.split_seed)
+        check_k(self.k, len(train_rows), "train split")
+        mean = fit_mean(feats[train_rows])
+        out = {"mean": mean, "train_rows": train_rows, "val_rows": val_rows}
+        for part, rows in (("train", train_rows), ("val", val_rows)):
+            if len(rows) == 0:
+                continue
+            check_k(self.k, len(rows), f"{part} split")
+            out[f"{part}_nbrs"], out[f"{part}_sims"] = knn_search(preprocess(feats[rows], mean), self.k, **self.knn)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.stem}-{os.getpid()}.tmp.npz")
+            np.savez(tmp, **out)
+            os.replace(tmp, path)
+        return out
+
+    def prepare_data(self) -> None:
+        """Build the cache once (rank 0) so that the other DDP ranks only read it."""
+        path = self.cache_path()
+        if path is not None and not path.exists():
+            feats, labels = self._load()
+            self._graphs(labels, feats)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_graph is not None:
+            return
+        feats, labels = self._load()
+        g = self._graphs(labels, feats)
+        self.mean = g["mean"].astype(np.float32)
+        parts = {}
+        for part in ("train", "val"):
+            rows = g[f"{part}_rows"].astype(np.int64)
+            if len(rows) == 0:
+                parts[part] = None
+                continue
+            nbrs, lab = g[f"{part}_nbrs"], labels[rows]
+            parts[part] = GraphSplit(x=preprocess(feats[rows], self.mean), nbrs=nbrs, sims=g[f"{part}_sims"],
+                                     labels=lab, k_star=oracle_k(nbrs, lab, self.beta),
+                                     same=same_identity(nbrs, lab), rows=rows)
+        self.train_graph, self.val_graph = parts["train"], parts["val"]
+
+    # ---- loaders --------------------------------------------------------------------------------------------
+    def _loader(self, split: GraphSplit, shuffle: bool) -> DataLoader:
+        return DataLoader(SubgraphDataset(split), batch_size=self.batch_size, shuffle=shuffle,
+                          num_workers=self.num_workers, pin_memory=self.pin_memory, collate_fn=collate_batch,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_graph, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return [] if self.val_graph is None else self._loader(self.val_graph, shuffle=False)
+
+    # ---- checkpoint: the fitted mean travels with the model ---------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self.mean is None else {"mean": torch.from_numpy(self.mean)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "mean" in state_dict:
+            self.mean = state_dict["mean"].numpy()

@@ -1,0 +1,81 @@
+"""What both LightningModules share: optimiser construction and the Top-K loss / prediction."""
+from __future__ import annotations
+
+from typing import Literal
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor
+
+__all__ = ["OptimizedModule", "param_groups", "topk_loss", "k_from_output", "network_spec"]
+
+
+def network_spec(net: torch.nn.Module) -> dict:
+    """``class_path``/``init_args`` that rebuild a network of ``models/`` from its ``.config``."""
+    return {"class_path": f"{type(net).__module__}.{type(net).__name__}", "init_args": dict(net.config)}
+
+
+def param_groups(module: torch.nn.Module) -> list[dict]:
+    """Trainable parameters in two groups: matrices (the optimiser's configured weight decay) and vectors
+    (biases, norms, lambdas: ``weight_decay=0``), as nanoGPT does."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    return [{"params": [p for p in params if p.dim() >= 2]},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+
+
+class OptimizedModule(pl.LightningModule):
+    """Builds the injected optimiser (and optional scheduler) over the trainable parameters, and completes the
+    hyper-parameters that LightningCLI records for ``load_from_checkpoint``."""
+
+    optimizer: OptimizerCallable
+    scheduler: LRSchedulerCallable | None
+    scheduler_interval: str
+
+    def record_effective_hparams(self, **networks: torch.nn.Module | None) -> None:
+        """Write the full configs of the injected networks (and the scheduler's arguments) into ``hparams``.
+
+        LightningCLI's hyper-parameters leave out the values set by argument links (``feat_dim``, ``k``,
+        ``T_max``), so a checkpoint could not rebuild the networks; the networks' own ``.config`` is the complete
+        record. Only CLI-made hyper-parameters (dicts) are rewritten; a module built in Python keeps the objects.
+        """
+        for name, net in networks.items():
+            if net is not None and isinstance(self.hparams.get(name), dict):
+                self.hparams[name] = network_spec(net)
+        spec = self.hparams.get("scheduler")
+        if isinstance(spec, dict) and isinstance(getattr(self.scheduler, "keywords", None), dict):
+            spec.setdefault("init_args", {}).update(self.scheduler.keywords)
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer(param_groups(self))
+        if self.scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": self.scheduler(optimizer), "interval": self.scheduler_interval}}
+
+
+def topk_loss(out: Tensor, k_star: Tensor, K: int, head: str,
+              regression_loss: Literal["l1", "smooth_l1"] = "l1") -> Tensor:
+    """Loss of a :class:`models.TopKPredictor` output against the target ``k*`` (B,) in 1..K.
+
+    * ``head="classification"`` (``out`` logits ``(B, K)``): cross-entropy over the K classes ``k* - 1``;
+    * ``head="regression"`` (``out`` = k / K in [0, 1], ``(B,)``): L1, or smooth L1 with ``beta = 1 / K``
+      (quadratic within one rank of the target), on ``k* / K``.
+    """
+    if head == "classification":
+        return F.cross_entropy(out, k_star - 1)
+    target = k_star.to(out.dtype) / K
+    if regression_loss == "l1":
+        return F.l1_loss(out, target)
+    if regression_loss == "smooth_l1":
+        return F.smooth_l1_loss(out, target, beta=1.0 / K)
+    raise ValueError(f"regression_loss must be 'l1' or 'smooth_l1', got {regression_loss!r}")
+
+
+def k_from_output(out: Tensor, K: int, head: str) -> Tensor:
+    """Predicted k in 1..K (B,) long from a Top-K output, the rule of :meth:`models.TopKPredictor.predict_k`
+    applied to an output already computed (no second forward)."""
+    if head == "classification":
+        return out.argmax(dim=-1) + 1
+    return torch.round(out * K).long().clamp(1, K)

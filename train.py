@@ -1,0 +1,71 @@
+"""Training entry point (LightningCLI)::
+
+    python train.py fit --config configs/trainer/cpu.yaml --config configs/logger/csv.yaml \
+        --config configs/experiment/lfw_topk.yaml
+
+Configs are layered with repeated ``--config`` (later files override earlier ones); any value can be overridden on
+the command line (``--model.init_args.optimizer.init_args.lr=1e-3``). See ``configs/README.md``.
+
+Values shared by data and networks are given once: ``data.k`` is linked to the networks' ``k`` and the data's
+feature width (:meth:`FaceGraphDataModule.feature_dim`: the synthetic ``dim``, ``data.dim`` or the ``.npy`` header)
+to their ``feat_dim``, both at parse time, so the saved ``config.yaml`` shows them. Three callbacks are always
+present and configured at the top level: ``evaluation`` (:class:`callbacks.ClusteringEvaluation`, the end-to-end
+val clustering metrics), ``checkpoint`` (``ModelCheckpoint`` on ``val/pairwise_f``: ``best.ckpt``) and
+``last_checkpoint`` (``last.ckpt`` after every epoch, in the same ``checkpoint.dirpath``).
+"""
+from __future__ import annotations
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+
+import lightning_modules  # noqa: F401  (short class_path names: TopKModule, SDTModule)
+import models  # noqa: F401  (short class_path names: TopKPredictor, SDT)
+from callbacks import ClusteringEvaluation
+from datamodules import FaceGraphDataModule
+
+NETWORKS = ("model", "topk")  # network arguments of TopKModule / SDTModule whose shapes come from the data
+
+
+class FaceClusterCLI(LightningCLI):
+    """LightningCLI with the data-to-network links and the two standard callbacks.
+
+    The links are parse-time links, which skip a target the chosen module lacks (``topk`` of :class:`TopKModule`);
+    instantiation-time links (``apply_on="instantiate"`` from ``data.feat_dim``) would fail there, because
+    Lightning's hyper-parameter instantiator asserts that every link target exists.
+    """
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        shape_args = ("data.source", "data.features", "data.dim", "data.synthetic.dim")
+        for net in NETWORKS:
+            parser.link_arguments("data.k", f"model.init_args.{net}.init_args.k")
+            parser.link_arguments(shape_args, f"model.init_args.{net}.init_args.feat_dim",
+                                  compute_fn=FaceGraphDataModule.feature_dim)
+        # a cosine schedule spans the whole run (interval "epoch"); skipped for schedulers without T_max
+        parser.link_arguments("trainer.max_epochs", "model.init_args.scheduler.init_args.T_max")
+        parser.add_lightning_class_args(ClusteringEvaluation, "evaluation")
+        # best.ckpt by the clustering metric, and last.ckpt every epoch (ModelCheckpoint's own save_last only
+        # refreshes last.ckpt when a new best is saved), both in checkpoint.dirpath
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.monitor": "val/pairwise_f", "checkpoint.mode": "max",
+                             "checkpoint.filename": "best", "checkpoint.enable_version_counter": False})
+        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
+        parser.set_defaults({"last_checkpoint.filename": "last", "last_checkpoint.enable_version_counter": False})
+        parser.link_arguments("checkpoint.dirpath", "last_checkpoint.dirpath")
+
+
+def cli_main(args: list[str] | None = None, run: bool = True) -> FaceClusterCLI:
+    """Run the CLI (``args=None``: ``sys.argv``); tests call ``cli_main(["fit", ...])`` and read ``cli.trainer``."""
+    return FaceClusterCLI(
+        pl.LightningModule,
+        FaceGraphDataModule,
+        subclass_mode_model=True,
+        args=args,
+        run=run,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+    )
+
+
+if __name__ == "__main__":
+    cli_main()
