@@ -76,15 +76,29 @@ def run_baselines(dataset: str, graphs: dict, methods: list[str]) -> list[dict]:
     return rows
 
 
+def _value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
 def run_model(dataset: str, name: str, path: str, splits: dict) -> list[dict]:
+    """Rows of an exported model; ``path`` may end in ``@field=value,...`` to override its graph settings (an
+    ablation of a non-learned part: ``@transform=exp``, ``@jaccard=all``, ...)."""
+    path, _, spec = path.partition("@")
     pipe = ClusteringPipeline.load(path, device="cpu")
+    overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in spec.split(",") if item)}
+    pipe.graph = replace(pipe.graph, **overrides)
     rows = []
     for split, s in splits.items():
         timer = Timer()
         t0 = time.perf_counter()
         labels = pipe(s.feats, timer)
         m = evaluate(s.labels, labels)
-        params = {**pipe.graph.to_dict(), "model": path, "stages": {k: round(v, 3) for k, v in timer.seconds.items()},
+        params = {**pipe.graph.to_dict(), "model": path, "overrides": overrides, "stages": {k: round(v, 3) for k, v in timer.seconds.items()},
                   "meta": {k: v for k, v in pipe.meta.items() if k in ("description", "trained_on", "seed")}}
         rows.append(record(dataset, split, name, m, time.perf_counter() - t0, params))
     return rows
@@ -102,8 +116,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", nargs="+", default=["lfw-dlib", "synthetic"])
     ap.add_argument("--methods", nargs="+", default=list(GRID), choices=list(GRID))
-    ap.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
-                    help="exported model to evaluate (repeatable); use DATASET:NAME=PATH to restrict it to a dataset")
+    ap.add_argument("--model", action="append", default=[], metavar="[DATASET:]NAME=PATH[@field=value,...]",
+                    help="exported model to evaluate (repeatable); DATASET: restricts it to one dataset, @... "
+                         "overrides its graph settings (e.g. @transform=exp)")
     ap.add_argument("--json", help="write the records here (merged with records of other methods already there)")
     args = ap.parse_args(argv)
 

@@ -133,7 +133,8 @@ class SDTModule(OptimizedModule):
             self.log(f"{stage}/k_mae", (k_pred - k_star).abs().float().mean(), batch_size=B, sync_dist=sync)
             self.log(f"{stage}/k_acc", (k_pred == k_star).float().mean(), batch_size=B, sync_dist=sync)
         k_in = k_star if self.schedule == "oracle" else k_pred
-        logits = self.model(feats, sims, k_in)  # (B, K)
+        logits = self.model(feats, sims, k_in)  # (B, W): the SDT's window of the K neighbours
+        same = same[:, : logits.size(1)]
         mask = torch.ones_like(same, dtype=torch.bool)
         if not self.include_self:
             mask[:, 0] = False

@@ -23,8 +23,9 @@ def topk_mask(scores: Tensor, k: Tensor | None) -> Tensor:
     r"""Row-wise Top-k keep-mask of an attention score tensor.
 
     For every row ``scores[b, ..., i, :]`` (length T) the mask is True at exactly ``min(max(k_b, 1), T)`` entries:
-    those with the largest scores. Ties are broken deterministically by key index (lower index kept first), through
-    a stable descending sort; NaN scores sort last.
+    those with the largest scores. Ties are broken deterministically by key index (lower index kept first); NaN
+    scores rank last. The k-th largest score of each row comes from a partial ``topk`` up to the batch's largest k
+    (callers batch rows of similar k, as :func:`clustering.pipeline.predict_pairs` does, to keep it small).
 
     Args:
         scores (Tensor): (B, ..., T, T) scores (any float dtype); only the last dim is ranked.
@@ -43,10 +44,16 @@ def topk_mask(scores: Tensor, k: Tensor | None) -> Tensor:
     if k.shape != (B,):
         raise ValueError(f"k must have shape ({B},) or be 0-d, got {tuple(k.shape)}")
     key = scores.detach().nan_to_num(nan=float("-inf"))
-    order = torch.argsort(key, dim=-1, descending=True, stable=True)  # (B, ..., T, T) key indices, best first
-    k = k.view(B, *([1] * (scores.dim() - 1)))  # (B, 1, ..., 1)
-    keep_sorted = torch.arange(T, device=scores.device) < k  # (B, 1, ..., T): the first k sorted slots
-    return torch.zeros_like(scores, dtype=torch.bool).scatter(-1, order, keep_sorted.expand_as(order))
+    k = k.view(B, *([1] * (scores.dim() - 1))).clamp(max=T)  # (B, 1, ..., 1)
+    # the k-th largest score of each row (a partial top-k up to the batch's largest k: cheaper than a full sort)
+    kmax = int(k.max())
+    top = torch.topk(key, kmax, dim=-1, sorted=True).values  # (B, ..., T, kmax)
+    kth = top.gather(-1, (k - 1).expand(*key.shape[:-1], 1))  # (B, ..., T, 1)
+    above = key > kth
+    # ties at the k-th score: keep the lowest key indices until the row holds exactly k
+    tied = key == kth
+    room = k - above.sum(-1, keepdim=True)  # (B, ..., T, 1)
+    return above | (tied & (tied.cumsum(-1) <= room))
 
 
 class SparseDiffAttention(nn.Module):

@@ -74,9 +74,13 @@ class SDT(nn.Module):
         differential (bool, default True): differential (True) or plain softmax attention (False).
         use_topk_mask (bool, default True): sparse Top-k attention mask; False for dense attention.
         mask_margin (int, default 0): added to k_pred before masking (keys kept per row = k_pred + margin).
+        window (int | None, default None): look only at the first ``window`` neighbours (pairs beyond get no
+            logit; :func:`clustering.pipeline.predict_pairs` leaves them to the Jaccard weight). Attention and its Top-k sort cost grow with the square of the sequence, so a window of 40 of
+            K = 80 makes the SDT several times cheaper; None uses all K.
 
     Shapes:
-        x (B, K, F) preprocessed features, self first; sims (B, K); k_pred (B,) long in 1..K -> logits (B, K).
+        x (B, K, F) preprocessed features, self first; sims (B, K); k_pred (B,) long in 1..K -> logits (B, W),
+        ``W = min(window, K)``.
     """
 
     max_offset: int = 8
@@ -93,15 +97,18 @@ class SDT(nn.Module):
         differential: bool = True,
         use_topk_mask: bool = True,
         mask_margin: int = 0,
+        window: int | None = None,
     ) -> None:
         super().__init__()
         self.config = dict(feat_dim=feat_dim, k=k, d_model=d_model, num_layers=num_layers, num_heads=num_heads,
                            dim_feedforward=dim_feedforward, dropout=dropout, differential=differential,
-                           use_topk_mask=use_topk_mask, mask_margin=mask_margin)  # rebuilds the module
+                           use_topk_mask=use_topk_mask, mask_margin=mask_margin,
+                           window=window)  # rebuilds the module
         self.k = k
         self.differential = differential
         self.use_topk_mask = use_topk_mask
         self.mask_margin = mask_margin
+        self.window = window
         self.embed = NeighbourEmbedding(feat_dim, d_model, k)
         self.inside_emb = nn.Embedding(2, d_model)  # rank j < k_pred
         self.offset_emb = nn.Embedding(2 * self.max_offset + 1, d_model)  # clip(j - k_pred, -8, 8) + 8
@@ -129,7 +136,10 @@ class SDT(nn.Module):
         return [block.attn.lambda_full for block in self.blocks]
 
     def forward(self, x: Tensor, sims: Tensor, k_pred: Tensor) -> Tensor:
-        """Args: x (B, K, F); sims (B, K); k_pred (B,) long predicted Top-K. Returns pair logits (B, K)."""
+        """Args: x (B, K, F); sims (B, K); k_pred (B,) long predicted Top-K. Returns pair logits (B, W) for the
+        first ``W = min(window, K)`` neighbours (``W = K`` without a window)."""
+        if self.window is not None and x.size(1) > self.window:
+            x, sims = x[:, : self.window], sims[:, : self.window]  # (B, W, F), (B, W)
         B, K, _ = x.shape
         k_pred = k_pred.to(device=x.device, dtype=torch.long).view(B, 1)  # (B, 1)
         rank = torch.arange(K, device=x.device).view(1, K)  # (1, K)

@@ -191,3 +191,17 @@ def test_sdt_overfits_toy_batch() -> None:
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.2 * losses[0], losses
+
+
+def test_sdt_window_scores_only_the_first_neighbours() -> None:
+    torch.manual_seed(0)
+    full = SDT(feat_dim=8, k=10, d_model=16, num_layers=1, num_heads=2, dim_feedforward=32, dropout=0.0)
+    win = SDT(feat_dim=8, k=10, d_model=16, num_layers=1, num_heads=2, dim_feedforward=32, dropout=0.0, window=6)
+    win.load_state_dict(full.state_dict())
+    x = torch.nn.functional.normalize(torch.randn(3, 10, 8), dim=-1)
+    sims = torch.sort(torch.rand(3, 10), dim=1, descending=True).values
+    k = torch.tensor([2, 4, 9])
+    out = win.eval()(x, sims, k)
+    assert out.shape == (3, 6)
+    # the window is the same network on the first 6 tokens
+    torch.testing.assert_close(out, full.eval()(x[:, :6], sims[:, :6], k))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -308,3 +309,17 @@ def test_lfw_dlib_oracle_topk_jaccard() -> None:
     m = evaluate(labels, pred)
     # METHOD.md section 5 reports pairwise recall 0.957 for this setting; measured here: P 0.953, R 0.958, F_B 0.960
     assert m["pairwise_r"] > 0.94 and m["pairwise_f"] > 0.93 and m["bcubed_f"] > 0.93, m
+
+
+def test_edge_recall_brings_back_pruned_edges_the_sdt_vouches_for() -> None:
+    from clustering.pipeline import GraphConfig, edge_weights
+
+    nbrs = np.array([[0, 1, 2, 3], [1, 0, 2, 3], [2, 1, 0, 3], [3, 2, 1, 0]])
+    sims = np.array([[1.0, 0.9, 0.2, 0.8]] * 4, dtype=np.float32)
+    q = np.array([[1.0, 0.95, 0.1, 0.97]] * 4, dtype=np.float32)
+    cfg = GraphConfig(k=4, jaccard="none", transform="cosine", combine="jaccard", threshold=0.5, early_stop=True)
+    w = edge_weights(nbrs, sims, cfg, pair_prob=q)
+    assert w[0, 1] == pytest.approx(0.9) and w[0, 2] == 0.0 and w[0, 3] == 0.0  # stopped at rank 2
+    w = edge_weights(nbrs, sims, replace(cfg, edge_recall=0.9), pair_prob=q)
+    assert w[0, 2] == 0.0                          # the SDT does not vouch for it (0.1)
+    assert w[0, 3] == pytest.approx(0.97)          # recalled, weighted by the SDT probability
