@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     pipe = module.pipeline(graph, mean, device="cpu")
     meta = {"description": args.description, "checkpoint": args.ckpt, "epoch": ckpt.get("epoch"),
             "trained_on": {k: dm_hp.get(k) for k in ("source", "features", "labels", "val_fraction", "split_seed")},
-            "module": type(module).__name__, "versions": {"torch": torch.__version__}}
+            "module": type(module).__name__, "versions": {"torch": str(torch.__version__)}}
     if args.tune:
         dm = val_split(ckpt)
         v = dm.val_graph

@@ -11,7 +11,14 @@ feature width (:meth:`FaceGraphDataModule.feature_dim`: the synthetic ``dim``, `
 to their ``feat_dim``, both at parse time, so the saved ``config.yaml`` shows them. Three callbacks are always
 present and configured at the top level: ``evaluation`` (:class:`callbacks.ClusteringEvaluation`, the end-to-end
 val clustering metrics), ``checkpoint`` (``ModelCheckpoint`` on ``val/pairwise_f``: ``best.ckpt``) and
-``last_checkpoint`` (``last.ckpt`` after every epoch, in the same ``checkpoint.dirpath``).
+``last_checkpoint`` (``last.ckpt`` after every epoch, in the same ``checkpoint.dirpath``; every N steps instead with
+``--last_checkpoint.every_n_train_steps=N``).
+
+Resuming: the same command plus ``--ckpt_path last`` continues from the newest ``last*.ckpt`` in
+``checkpoint.dirpath`` (none there: a fresh start) and ends where the uninterrupted run ends: the data order is a
+function of (seed, epoch) (:class:`datamodules.face_graph.EpochShuffle`), the dropout RNG is re-seeded from (seed,
+epoch, batch) before every step (:class:`lightning_modules.common.OptimizedModule`) and the train loader is
+resumable inside an epoch (:class:`datamodules.face_graph.ResumableLoader`); tests/test_resume.py.
 """
 from __future__ import annotations
 
@@ -45,7 +52,8 @@ class FaceClusterCLI(LightningCLI):
         parser.link_arguments("trainer.max_epochs", "model.init_args.scheduler.init_args.T_max")
         parser.add_lightning_class_args(ClusteringEvaluation, "evaluation")
         # best.ckpt by the clustering metric, and last.ckpt every epoch (ModelCheckpoint's own save_last only
-        # refreshes last.ckpt when a new best is saved), both in checkpoint.dirpath
+        # refreshes last.ckpt when a new best is saved), both in checkpoint.dirpath; `--ckpt_path last` resumes
+        # from last.ckpt (the newest file named last*.ckpt there)
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.monitor": "val/pairwise_f", "checkpoint.mode": "max",
                              "checkpoint.filename": "best", "checkpoint.enable_version_counter": False})

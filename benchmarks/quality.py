@@ -85,21 +85,44 @@ def _value(text: str):
     return {"true": True, "false": False, "none": None}.get(text.lower(), text)
 
 
+def retune_threshold(pipe: ClusteringPipeline) -> tuple[float, float]:
+    """Best threshold (mean of pairwise and BCubed F) for ``pipe.graph`` on the validation identities of the
+    checkpoint the model was exported from (held out from training, as ``export.py --tune`` does)."""
+    from export import THRESHOLDS, load_module, val_split  # Lightning: only for this re-tuning
+
+    _, ckpt = load_module(pipe.meta["checkpoint"])
+    v = val_split(ckpt).val_graph
+    k, q = pipe.predict(v.x, v.nbrs, v.sims)
+    best = (-1.0, 0.0)
+    for t in THRESHOLDS:
+        m = evaluate(v.labels, refine_and_cluster(v.nbrs, v.sims, replace(pipe.graph, threshold=float(t)), k=k,
+                                                  pair_prob=q))
+        best = max(best, (score(m), float(t)))
+    return best[1], best[0]
+
+
 def run_model(dataset: str, name: str, path: str, splits: dict) -> list[dict]:
-    """Rows of an exported model; ``path`` may end in ``@field=value,...`` to override its graph settings (an
-    ablation of a non-learned part: ``@transform=exp``, ``@jaccard=all``, ...)."""
+    """Rows of an exported model. ``path`` may end in ``@field=value,...`` to override its graph settings (an
+    ablation of a non-learned part: ``@transform=exp``, ``@jaccard=all``, ...); the threshold is then chosen again
+    on the model's validation identities unless the overrides fix it too."""
     path, _, spec = path.partition("@")
     pipe = ClusteringPipeline.load(path, device="cpu")
     overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in spec.split(",") if item)}
     pipe.graph = replace(pipe.graph, **overrides)
+    tuned = None
+    if overrides and "threshold" not in overrides:
+        t, val_score = retune_threshold(pipe)
+        pipe.graph = replace(pipe.graph, threshold=t)
+        tuned = {"threshold": t, "val_score": round(val_score, 4)}
     rows = []
     for split, s in splits.items():
         timer = Timer()
         t0 = time.perf_counter()
         labels = pipe(s.feats, timer)
         m = evaluate(s.labels, labels)
-        params = {**pipe.graph.to_dict(), "model": path, "overrides": overrides, "stages": {k: round(v, 3) for k, v in timer.seconds.items()},
-                  "meta": {k: v for k, v in pipe.meta.items() if k in ("description", "trained_on", "seed")}}
+        params = {**pipe.graph.to_dict(), "model": path, "overrides": overrides, "retuned_on_val": tuned,
+                  "stages": {k: round(v, 3) for k, v in timer.seconds.items()},
+                  "meta": {k: v for k, v in pipe.meta.items() if k in ("description", "trained_on", "checkpoint")}}
         rows.append(record(dataset, split, name, m, time.perf_counter() - t0, params))
     return rows
 

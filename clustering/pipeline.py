@@ -9,6 +9,7 @@ networks in batches over nodes.
 """
 from __future__ import annotations
 
+import json
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -297,7 +298,9 @@ class ClusteringPipeline:
         return {"format": MODEL_FORMAT, "version": MODEL_VERSION,
                 "mean": None if self.mean is None else torch.from_numpy(self.mean.copy()),
                 "graph": self.graph.to_dict(), "knn": self.knn, "batch_size": self.batch_size,
-                "topk": net(self.topk), "sdt": net(self.sdt), "meta": self.meta}
+                "topk": net(self.topk), "sdt": net(self.sdt),
+                # plain JSON types only, so that the file loads with torch.load(weights_only=True)
+                "meta": json.loads(json.dumps(self.meta, default=str))}
 
     def save(self, path: str) -> None:
         """Write the model file atomically (a temporary file renamed into place)."""

@@ -13,10 +13,16 @@ batch (the dataset's ``__getitems__`` receives the batch's index list; no Python
     k_star (B,)      int64     Ada-NETS target k* in 1..K
     same   (B, K)    float32   1 where neighbour s has the centre's identity
     idx    (B,)      int64     centre index inside its split
+
+Resumable training: the training order is a pure function of ``(seed, epoch)`` (:class:`EpochShuffle`, the seed
+being the run's ``seed_everything`` seed) and the train loader is checkpointed with Lightning's loops
+(:class:`ResumableLoader`), so a run resumed with ``--ckpt_path last`` sees the batches an uninterrupted run sees,
+also from a checkpoint written mid-epoch.
 """
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -27,7 +33,7 @@ from typing import Any, Literal
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from clustering.edges import oracle_k, same_identity
 from clustering.io import InputError, check_k, load_features, load_labels
@@ -36,7 +42,8 @@ from clustering.preprocess import fit_mean, preprocess
 from clustering.subgraphs import gather_subgraphs
 from clustering.synthetic import SyntheticConfig, make_synthetic
 
-__all__ = ["FaceGraphDataModule", "GraphSplit", "SubgraphDataset", "split_by_identity"]
+__all__ = ["EpochShuffle", "FaceGraphDataModule", "GraphSplit", "ResumableLoader", "SubgraphDataset",
+           "split_by_identity"]
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +108,59 @@ class SubgraphDataset(Dataset):
 def collate_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The dataset already returns a collated batch (``__getitems__``); nothing left to do."""
     return batch
+
+
+class EpochShuffle(RandomSampler):
+    """A random order that is a pure function of ``(seed, epoch)``: ``randperm`` with a generator seeded
+    ``seed + epoch``, as :class:`~torch.utils.data.DistributedSampler` does (a plain ``RandomSampler`` draws from
+    the global RNG, whose state a resumed run does not share). Lightning calls :meth:`set_epoch` before every
+    training epoch; under DDP it replaces this sampler (a ``RandomSampler``) with a ``DistributedSampler`` of the
+    same seed (``PL_GLOBAL_SEED``)."""
+
+    def __init__(self, data_source, seed: int = 0) -> None:
+        super().__init__(data_source)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed + self.epoch)
+        yield from torch.randperm(len(self.data_source), generator=gen).tolist()
+
+
+class ResumableLoader(DataLoader):
+    """Train loader that Lightning resumes mid-epoch: its ``state_dict`` (``{"epoch", "batches"}``: the sampler's
+    epoch and the batches served in it) is saved with the loops in every checkpoint and given back to
+    ``load_state_dict`` when a run restarts inside that epoch; the same order (a function of the epoch) is then
+    drawn again and the batches already trained on are skipped (gathered, not trained on: a one-off cost).
+
+    Iteration is lazy: nothing is drawn before the first batch is asked for, i.e. after Lightning's ``set_epoch``.
+    (A ``DataLoader`` with workers draws indices as soon as its iterator exists, which Lightning creates before
+    ``set_epoch`` on the first epoch of a resumed run.)
+    """
+
+    _served = 0
+    _resume: dict[str, int] | None = None
+
+    def __iter__(self):
+        epoch = getattr(self.sampler, "epoch", 0)
+        resume, self._resume = self._resume, None
+        skip = resume["batches"] if resume is not None and resume["epoch"] == epoch else 0
+        batches = super().__iter__()
+        for _ in itertools.islice(batches, skip):
+            pass  # trained on before the interruption
+        self._served = skip
+        for batch in batches:
+            self._served += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": int(getattr(self.sampler, "epoch", 0)), "batches": self._served}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._resume = dict(state_dict)
 
 
 class FaceGraphDataModule(pl.LightningDataModule):
@@ -257,16 +317,22 @@ class FaceGraphDataModule(pl.LightningDataModule):
         self.train_graph, self.val_graph = parts["train"], parts["val"]
 
     # ---- loaders --------------------------------------------------------------------------------------------
-    def _loader(self, split: GraphSplit, shuffle: bool) -> DataLoader:
-        return DataLoader(SubgraphDataset(split), batch_size=self.batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers, pin_memory=self.pin_memory, collate_fn=collate_batch,
-                          persistent_workers=self.num_workers > 0)
+    def _loader(self, split: GraphSplit, train: bool) -> DataLoader:
+        dataset = SubgraphDataset(split)
+        kwargs = dict(batch_size=self.batch_size, num_workers=self.num_workers, pin_memory=self.pin_memory,
+                      collate_fn=collate_batch, persistent_workers=self.num_workers > 0)
+        if not train:
+            return DataLoader(dataset, shuffle=False, **kwargs)
+        # the run's seed (set by seed_everything; what Lightning's DistributedSampler uses under DDP)
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        return ResumableLoader(dataset, sampler=EpochShuffle(dataset, seed), **kwargs)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_graph, shuffle=True)
+        """Shuffled by :class:`EpochShuffle` (a function of the run's seed and the epoch), resumable mid-epoch."""
+        return self._loader(self.train_graph, train=True)
 
     def val_dataloader(self) -> DataLoader | list:
-        return [] if self.val_graph is None else self._loader(self.val_graph, shuffle=False)
+        return [] if self.val_graph is None else self._loader(self.val_graph, train=False)
 
     # ---- checkpoint: the fitted mean travels with the model ---------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -1,15 +1,18 @@
 """What both LightningModules share: optimiser construction and the Top-K loss / prediction."""
 from __future__ import annotations
 
+import os
+import random
 from typing import Literal
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
-__all__ = ["OptimizedModule", "param_groups", "topk_loss", "k_from_output", "network_spec"]
+__all__ = ["OptimizedModule", "param_groups", "topk_loss", "k_from_output", "network_spec", "step_seed"]
 
 
 def network_spec(net: torch.nn.Module) -> dict:
@@ -25,13 +28,32 @@ def param_groups(module: torch.nn.Module) -> list[dict]:
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
 
 
+def step_seed(*keys: int) -> int:
+    """A 32-bit seed mixed from the run's seed (``PL_GLOBAL_SEED``, set by ``seed_everything``; 0 without it) and
+    ``keys`` (``numpy.random.SeedSequence``: no collisions between nearby keys)."""
+    run_seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+    return int(np.random.SeedSequence([run_seed, *keys]).generate_state(1)[0])
+
+
 class OptimizedModule(pl.LightningModule):
     """Builds the injected optimiser (and optional scheduler) over the trainable parameters, and completes the
-    hyper-parameters that LightningCLI records for ``load_from_checkpoint``."""
+    hyper-parameters that LightningCLI records for ``load_from_checkpoint``.
+
+    Every training step first re-seeds the global RNGs (torch: dropout; numpy, random) with
+    :func:`step_seed` ``(epoch, batch_idx, rank)``: a step's randomness then depends on where it is in the run, not
+    on what ran before it, so a run resumed from a checkpoint draws the masks an uninterrupted run draws. (The
+    data order is the datamodule's: a function of seed and epoch as well.)
+    """
 
     optimizer: OptimizerCallable
     scheduler: LRSchedulerCallable | None
     scheduler_interval: str
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        seed = step_seed(self.current_epoch, batch_idx, self.global_rank)
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
 
     def record_effective_hparams(self, **networks: torch.nn.Module | None) -> None:
         """Write the full configs of the injected networks (and the scheduler's arguments) into ``hparams``.

@@ -75,8 +75,9 @@ class SDT(nn.Module):
         use_topk_mask (bool, default True): sparse Top-k attention mask; False for dense attention.
         mask_margin (int, default 0): added to k_pred before masking (keys kept per row = k_pred + margin).
         window (int | None, default None): look only at the first ``window`` neighbours (pairs beyond get no
-            logit; :func:`clustering.pipeline.predict_pairs` leaves them to the Jaccard weight). Attention and its Top-k sort cost grow with the square of the sequence, so a window of 40 of
-            K = 80 makes the SDT several times cheaper; None uses all K.
+            logit; :func:`clustering.pipeline.predict_pairs` leaves them to the Jaccard weight). Attention and its
+            Top-k mask cost grow with the square of the sequence: a window of 32 of K = 80 makes the SDT ~5x
+            cheaper. None uses all K.
 
     Shapes:
         x (B, K, F) preprocessed features, self first; sims (B, K); k_pred (B,) long in 1..K -> logits (B, W),

@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--topk-config", default="configs/experiment/lfw_topk.yaml")
     ap.add_argument("--sdt-config", default="configs/experiment/lfw_sdt.yaml")
     ap.add_argument("--trainer-config", default="configs/trainer/cpu.yaml")
-    ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more CLI overrides for both stages")
+    ap.add_argument("--topk-from", help="reuse this TopKModule checkpoint and train the SDT stage only (ablations)")
+    ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
+                    help="more CLI overrides for the SDT stage (and the Top-K stage, when it runs)")
     args = ap.parse_args(argv)
 
     work = Path(args.workdir or f"runs/model_seed{args.seed}")
@@ -47,14 +49,18 @@ def main(argv: list[str] | None = None) -> int:
         data.append(f"--data.dim={args.dim}")
     t0 = time.perf_counter()
     stages = {}
-    for stage, config in (("topk", args.topk_config), ("sdt", args.sdt_config)):
+    topk_ckpt = args.topk_from or str(work / "topk" / "checkpoints" / "best.ckpt")
+    stages_to_run = (("sdt", args.sdt_config),) if args.topk_from else (("topk", args.topk_config),
+                                                                         ("sdt", args.sdt_config))
+    stages["topk"] = 0.0
+    for stage, config in stages_to_run:
         folder = work / stage
         cmd = [sys.executable, "train.py", "fit", "--config", args.trainer_config, "--config",
                "configs/logger/csv.yaml", "--config", config, *data, f"--seed_everything={args.seed}",
                f"--trainer.default_root_dir={folder}", f"--trainer.logger.init_args.save_dir={folder}",
                f"--checkpoint.dirpath={folder}/checkpoints"]
         if stage == "sdt":
-            cmd.append(f"--model.init_args.topk_ckpt={work / 'topk' / 'checkpoints' / 'best.ckpt'}")
+            cmd.append(f"--model.init_args.topk_ckpt={topk_ckpt}")
         run(cmd + list(args.extra), env)
         stages[stage] = time.perf_counter() - t0
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
