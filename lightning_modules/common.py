@@ -69,6 +69,16 @@ class OptimizedModule(pl.LightningModule):
         if isinstance(spec, dict) and isinstance(getattr(self.scheduler, "keywords", None), dict):
             spec.setdefault("init_args", {}).update(self.scheduler.keywords)
 
+    def _step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
+        """The loss of one batch, with its metrics logged under ``stage`` ("train" or "val")."""
+        raise NotImplementedError
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "val")
+
     def configure_optimizers(self):
         optimizer = self.optimizer(param_groups(self))
         if self.scheduler is None:

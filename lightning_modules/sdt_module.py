@@ -151,12 +151,6 @@ class SDTModule(OptimizedModule):
                 self.log(f"train/lambda_{layer}", lam.detach().float(), batch_size=B)
         return loss
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "val")
-
     def pipeline(self, graph: GraphConfig, mean: np.ndarray | None, **kwargs) -> ClusteringPipeline:
         """Inference object with the Top-K predictor (if any) and the SDT (shares the networks: no copy; they are
         put in eval mode). ``kwargs`` go to :class:`~clustering.pipeline.ClusteringPipeline`."""

@@ -62,12 +62,6 @@ class TopKModule(OptimizedModule):
         self.log(f"{stage}/k_acc", (k_pred == k_star).float().mean(), batch_size=B, sync_dist=sync)
         return loss
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "val")
-
     def pipeline(self, graph: GraphConfig, mean: np.ndarray | None, **kwargs) -> ClusteringPipeline:
         """Inference object with this Top-K predictor and no SDT (shares the network: no copy; it is put in eval
         mode). ``kwargs`` go to :class:`~clustering.pipeline.ClusteringPipeline` (``knn``, ``batch_size``, ...)."""
