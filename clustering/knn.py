@@ -37,30 +37,31 @@ def faiss_on_gpu(device: str = "auto") -> bool:
     return n_gpu > 0
 
 
+def _to_gpu(index):
+    """Copy a CPU index to GPU 0 (its resources kept alive on the returned index)."""
+    res = faiss.StandardGpuResources()
+    index = faiss.index_cpu_to_gpu(res, 0, index)
+    index.referenced_resources = res
+    return index
+
+
 def _build_index(x: np.ndarray, method: str, nlist: int | None, nprobe: int, hnsw_m: int, ef_search: int,
                  k: int, gpu: bool, seed: int):
     n, d = x.shape
     if method == "flat":
         index = faiss.IndexFlatIP(d)
         if gpu:
-            res = faiss.StandardGpuResources()
-            index = faiss.index_cpu_to_gpu(res, 0, index)
-            index.referenced_resources = res  # keep alive
+            index = _to_gpu(index)
     elif method == "ivf":
         nlist = nlist or int(max(1, min(n // 39, 4 * np.sqrt(n))))
-        quantizer = faiss.IndexFlatIP(d)
-        index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
         if gpu:
-            res = faiss.StandardGpuResources()
-            index = faiss.index_cpu_to_gpu(res, 0, index)
-            index.referenced_resources = res
+            index = _to_gpu(index)  # trained on the GPU too
         n_train = min(n, max(64 * nlist, 50_000))
         sample = np.random.default_rng(seed).choice(n, size=n_train, replace=False) if n_train < n else slice(None)
         index.train(np.ascontiguousarray(x[sample]))
-        faiss.extract_index_ivf(index).nprobe = min(nprobe, nlist) if not gpu else min(nprobe, nlist)
-        if gpu:
-            index.nprobe = min(nprobe, nlist)
-    elif method == "hnsw":
+        index.nprobe = min(nprobe, nlist)  # an attribute of both the CPU and the GPU IVF index
+    elif method == "hnsw":  # CPU only: faiss has no GPU HNSW
         index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = 80
         index.hnsw.efSearch = max(2 * k, ef_search)
