@@ -23,7 +23,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from clustering.metrics import evaluate
+from clustering.metrics import evaluate, selection_score
 from clustering.pipeline import ClusteringPipeline, GraphConfig, refine_and_cluster
 
 JACCARDS = ("topk", "none")
@@ -57,16 +57,20 @@ def val_split(ckpt: dict):
     return dm
 
 
-def tune(pipe: ClusteringPipeline, x, nbrs, sims, labels, base: GraphConfig) -> tuple[GraphConfig, list[dict]]:
-    """Grid search of (jaccard, combine, threshold) on a labelled split; returns the best config and the table."""
+def tune(pipe: ClusteringPipeline, x, nbrs, sims, labels, base: GraphConfig, *, jaccards=JACCARDS,
+         combines=COMBINES, thresholds=THRESHOLDS) -> tuple[GraphConfig, list[dict]]:
+    """Grid search of (jaccard, combine, threshold) on a labelled split by
+    :func:`~clustering.metrics.selection_score`; returns the best config and the table. Without an SDT only
+    ``combine="jaccard"`` is tried."""
     k, q = pipe.predict(x, nbrs, sims)
-    combines = COMBINES if q is not None else ("jaccard",)
+    if q is None:
+        combines = ("jaccard",)
     table = []
-    for jac, comb, th in itertools.product(JACCARDS, combines, THRESHOLDS):
+    for jac, comb, th in itertools.product(jaccards, combines, thresholds):
         cfg = replace(base, jaccard=jac, combine=comb, threshold=float(th))
         m = evaluate(labels, refine_and_cluster(nbrs, sims, cfg, k=k, pair_prob=q))
         table.append({"jaccard": jac, "combine": comb, "threshold": float(th), "pairwise_f": m["pairwise_f"],
-                      "bcubed_f": m["bcubed_f"], "score": 0.5 * (m["pairwise_f"] + m["bcubed_f"])})
+                      "bcubed_f": m["bcubed_f"], "score": selection_score(m)})
     best = max(table, key=lambda r: r["score"])
     return replace(base, jaccard=best["jaccard"], combine=best["combine"], threshold=best["threshold"]), table
 

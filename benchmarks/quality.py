@@ -20,7 +20,7 @@ import numpy as np
 from common import load_dataset  # noqa: I001  (benchmarks/ is the script folder)
 from clustering.edges import oracle_k
 from clustering.knn import knn_search
-from clustering.metrics import evaluate
+from clustering.metrics import evaluate, selection_score
 from clustering.pipeline import ClusteringPipeline, GraphConfig, Timer, refine_and_cluster
 from clustering.preprocess import fit_mean, preprocess
 
@@ -47,10 +47,6 @@ def record(dataset: str, split: str, method: str, metrics: dict, seconds: float,
             "seconds": round(seconds, 3), "params": params}
 
 
-def score(m: dict) -> float:
-    return 0.5 * (m["pairwise_f"] + m["bcubed_f"])
-
-
 def run_baselines(dataset: str, graphs: dict, methods: list[str]) -> list[dict]:
     rows = []
     for method in methods:
@@ -61,7 +57,7 @@ def run_baselines(dataset: str, graphs: dict, methods: list[str]) -> list[dict]:
             g = graphs["train"]
             k = oracle_k(g["nbrs"], g["labels"]) if method == "topk-jaccard-oracle" else None
             m = evaluate(g["labels"], refine_and_cluster(g["nbrs"], g["sims"], cfg, k=k))
-            if best is None or score(m) > score(best[1]):
+            if best is None or selection_score(m) > selection_score(best[1]):
                 best = (cfg, m)
         cfg = best[0]
         for split, g in graphs.items():
@@ -86,19 +82,15 @@ def _value(text: str):
 
 
 def retune_threshold(pipe: ClusteringPipeline) -> tuple[float, float]:
-    """Best threshold (mean of pairwise and BCubed F) for ``pipe.graph`` on the validation identities of the
-    checkpoint the model was exported from (held out from training, as ``export.py --tune`` does)."""
-    from export import THRESHOLDS, load_module, val_split  # Lightning: only for this re-tuning
+    """Best threshold for ``pipe.graph`` (its Jaccard and combine rule kept) on the validation identities of the
+    checkpoint the model was exported from (held out from training), by ``export.py``'s own grid search."""
+    from export import load_module, tune, val_split  # Lightning: only for this re-tuning
 
     _, ckpt = load_module(pipe.meta["checkpoint"])
     v = val_split(ckpt).val_graph
-    k, q = pipe.predict(v.x, v.nbrs, v.sims)
-    best = (-1.0, 0.0)
-    for t in THRESHOLDS:
-        m = evaluate(v.labels, refine_and_cluster(v.nbrs, v.sims, replace(pipe.graph, threshold=float(t)), k=k,
-                                                  pair_prob=q))
-        best = max(best, (score(m), float(t)))
-    return best[1], best[0]
+    cfg, table = tune(pipe, v.x, v.nbrs, v.sims, v.labels, pipe.graph, jaccards=(pipe.graph.jaccard,),
+                      combines=(pipe.graph.combine,))
+    return cfg.threshold, max(r["score"] for r in table)
 
 
 def run_model(dataset: str, name: str, path: str, splits: dict) -> list[dict]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["evaluate", "pairwise", "bcubed", "nmi", "contingency"]
+__all__ = ["evaluate", "pairwise", "bcubed", "nmi", "contingency", "selection_score"]
 
 
 def contingency(true: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -80,3 +80,9 @@ def evaluate(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     return {"pairwise_p": pp, "pairwise_r": pr, "pairwise_f": pf, "bcubed_p": bp, "bcubed_r": br,
             "bcubed_f": bf, "nmi": nmi(true, pred), "n_clusters": int(len(sizes)),
             "n_singletons": int((sizes == 1).sum()), "n_faces": int(len(pred))}
+
+
+def selection_score(m: dict) -> float:
+    """The criterion every threshold and graph setting is chosen by: the mean of pairwise F and BCubed F of an
+    :func:`evaluate` dict (pairwise F alone favours the largest identities, BCubed F the singletons)."""
+    return 0.5 * (m["pairwise_f"] + m["bcubed_f"])
