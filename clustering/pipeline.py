@@ -132,25 +132,37 @@ def _batches(n: int, batch_size: int, progress: bool, desc: str):
 
 
 @torch.inference_mode()
+def project_faces(model: torch.nn.Module, xt: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """``model.embed.project`` of every face, ``(N, d)``, on the device of ``xt``, computed in chunks.
+
+    Part of the networks' token embedding depends on one face only: inference computes it once per face and
+    gathers it per (centre, neighbour) pair (see :class:`models.NeighbourEmbedding`)."""
+    chunk = 64 * batch_size
+    return torch.cat([model.embed.project(xt[i:i + chunk]) for i in range(0, xt.shape[0], chunk)])
+
+
+@torch.inference_mode()
 def predict_k(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np.ndarray, sims: np.ndarray, *,
-              batch_size: int = 2048, device: str | torch.device = "cpu", progress: bool = False) -> np.ndarray:
+              batch_size: int = 256, device: str | torch.device = "cpu", progress: bool = False) -> np.ndarray:
     """Predicted Top-K size ``k_i`` in 1..K for every face, ``(N,)`` int64 (model in eval mode, batched)."""
     model.eval()
     device = torch.device(device)
     xt = as_tensor(x, torch.float32).to(device)
+    table = project_faces(model, xt, batch_size)
     nb = as_tensor(nbrs, torch.int64)
     st = as_tensor(sims, torch.float32)
     out = np.empty(nb.shape[0], dtype=np.int64)
     for start in _batches(nb.shape[0], batch_size, progress, "Top-K"):
         idx = torch.arange(start, min(start + batch_size, nb.shape[0]))
         feats, s = gather_subgraphs(xt, nb, st, idx)
-        out[start:start + len(idx)] = model.predict_k(feats, s).cpu().numpy()
+        proj = table[nb[idx].to(device)]  # (B, K, d): the per-face part of the token embedding
+        out[start:start + len(idx)] = model.predict_k(feats, s, proj=proj).cpu().numpy()
     return out
 
 
 @torch.inference_mode()
 def predict_pairs(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np.ndarray, sims: np.ndarray,
-                  k: np.ndarray, *, batch_size: int = 2048, device: str | torch.device = "cpu",
+                  k: np.ndarray, *, batch_size: int = 256, device: str | torch.device = "cpu",
                   progress: bool = False) -> np.ndarray:
     """SDT probability that ``(i, nbrs[i, s])`` share an identity, ``(N, K)`` float32 (model in eval mode).
 
@@ -160,19 +172,20 @@ def predict_pairs(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np
     model.eval()
     device = torch.device(device)
     xt = as_tensor(x, torch.float32).to(device)
-    nb = as_tensor(nbrs, torch.int64)
-    st = as_tensor(sims, torch.float32)
+    table = project_faces(model, xt, batch_size)
+    window = getattr(model, "window", None)  # an SDT with a window scores (and needs) the first W neighbours only
+    nb = as_tensor(nbrs, torch.int64)[:, :window]
+    st = as_tensor(sims, torch.float32)[:, :window]
     kt = as_tensor(k, torch.int64)
-    out = np.empty(nb.shape, dtype=np.float32)
+    out = np.ones(nbrs.shape, dtype=np.float32)  # 1 beyond the window: no SDT vote, the Jaccard weight decides
     # centres in order of k, so that each batch's Top-k attention mask needs only a small partial top-k
     order = torch.argsort(kt, stable=True)
     for start in _batches(nb.shape[0], batch_size, progress, "SDT"):
         idx = order[start:start + batch_size]
         feats, s = gather_subgraphs(xt, nb, st, idx)
-        logits = model(feats, s, kt[idx].to(device))  # (B, W): an SDT with a window scores the first W only
-        rows = idx.numpy()
-        out[rows, : logits.size(1)] = torch.sigmoid(logits.float()).cpu().numpy()
-        out[rows, logits.size(1):] = 1.0  # no SDT vote beyond its window: the Jaccard weight decides alone
+        proj = table[nb[idx].to(device)]  # (B, K, d): the per-face part of the token embedding
+        logits = model(feats, s, kt[idx].to(device), proj=proj)  # (B, W)
+        out[idx.numpy(), : logits.size(1)] = torch.sigmoid(logits.float()).cpu().numpy()
     return out
 
 
@@ -197,21 +210,22 @@ class ClusteringPipeline:
         topk: a :class:`models.TopKPredictor` or ``None``.
         sdt: a :class:`models.SDT` or ``None``.
         knn: keyword arguments for :func:`clustering.knn.knn_search` (method, nprobe, ...).
-        batch_size: nodes per network forward.
+        batch_size: centres per network forward; ``None`` picks 256 on a CPU (the fastest of 128..2048 measured for
+            the project's models on 2 cores: larger batches fall out of cache) and 4096 on a GPU.
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
         meta: free-form provenance stored in the file (training data, metrics, versions).
     """
 
     def __init__(self, mean: np.ndarray | None, graph: GraphConfig, topk: torch.nn.Module | None = None,
-                 sdt: torch.nn.Module | None = None, *, knn: dict | None = None, batch_size: int = 2048,
+                 sdt: torch.nn.Module | None = None, *, knn: dict | None = None, batch_size: int | None = None,
                  device: str = "auto", meta: dict | None = None) -> None:
         self.mean = None if mean is None else np.asarray(mean, dtype=np.float32)
         self.graph = graph
         self.topk = topk
         self.sdt = sdt
         self.knn = dict(knn or {})
-        self.batch_size = batch_size
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.batch_size = batch_size or (256 if torch.device(self.device).type == "cpu" else 4096)
         self.meta = dict(meta or {})
         for m in (self.topk, self.sdt):
             if m is not None:
@@ -297,7 +311,7 @@ class ClusteringPipeline:
 
         return {"format": MODEL_FORMAT, "version": MODEL_VERSION,
                 "mean": None if self.mean is None else torch.from_numpy(self.mean.copy()),
-                "graph": self.graph.to_dict(), "knn": self.knn, "batch_size": self.batch_size,
+                "graph": self.graph.to_dict(), "knn": self.knn,
                 "topk": net(self.topk), "sdt": net(self.sdt),
                 # plain JSON types only, so that the file loads with torch.load(weights_only=True)
                 "meta": json.loads(json.dumps(self.meta, default=str))}
@@ -332,7 +346,7 @@ class ClusteringPipeline:
 
         mean = state.get("mean")
         return cls(None if mean is None else mean.numpy(), GraphConfig(**state["graph"]), net(state.get("topk")),
-                   net(state.get("sdt")), knn=state.get("knn"), batch_size=state.get("batch_size", 2048),
+                   net(state.get("sdt")), knn=state.get("knn"),
                    device=device, meta=state.get("meta"))
 
     @classmethod

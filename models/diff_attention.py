@@ -24,8 +24,9 @@ def topk_mask(scores: Tensor, k: Tensor | None) -> Tensor:
 
     For every row ``scores[b, ..., i, :]`` (length T) the mask is True at exactly ``min(max(k_b, 1), T)`` entries:
     those with the largest scores. Ties are broken deterministically by key index (lower index kept first); NaN
-    scores rank last. The k-th largest score of each row comes from a partial ``topk`` up to the batch's largest k
-    (callers batch rows of similar k, as :func:`clustering.pipeline.predict_pairs` does, to keep it small).
+    scores rank last. The k-th largest score of each row comes from a partial ``topk`` (see :func:`_kth_scores`;
+    callers batch rows of equal or similar k, as :func:`clustering.pipeline.predict_pairs` does, to make it cheap).
+    Ties at the k-th score are resolved only when a row has one (a cumulative count over the row).
 
     Args:
         scores (Tensor): (B, ..., T, T) scores (any float dtype); only the last dim is ranked.
@@ -43,17 +44,61 @@ def topk_mask(scores: Tensor, k: Tensor | None) -> Tensor:
         k = k.expand(B)
     if k.shape != (B,):
         raise ValueError(f"k must have shape ({B},) or be 0-d, got {tuple(k.shape)}")
-    key = scores.detach().nan_to_num(nan=float("-inf"))
-    k = k.view(B, *([1] * (scores.dim() - 1))).clamp(max=T)  # (B, 1, ..., 1)
-    # the k-th largest score of each row (a partial top-k up to the batch's largest k: cheaper than a full sort)
-    kmax = int(k.max())
-    top = torch.topk(key, kmax, dim=-1, sorted=True).values  # (B, ..., T, kmax)
-    kth = top.gather(-1, (k - 1).expand(*key.shape[:-1], 1))  # (B, ..., T, 1)
-    above = key > kth
+    key = scores.detach()
+    if torch.isnan(key).any():
+        key = key.nan_to_num(nan=float("-inf"))
+    k = k.clamp(max=T)
+    kth, nxt = _kth_scores(key, k)  # (B, ..., T, 1) each: the k-th and (k+1)-th largest score of every row
+    k = k.view(B, *([1] * (scores.dim() - 1)))  # (B, 1, ..., 1)
+    if not bool(((nxt == kth) & (k < T)).any()):
+        return key >= kth  # no row has a tie at its k-th score (the usual case)
     # ties at the k-th score: keep the lowest key indices until the row holds exactly k
+    above = key > kth
     tied = key == kth
     room = k - above.sum(-1, keepdim=True)  # (B, ..., T, 1)
     return above | (tied & (tied.cumsum(-1) <= room))
+
+
+def _kth_scores(key: Tensor, k: Tensor, max_groups: int = 8) -> tuple[Tensor, Tensor]:
+    """The k-th and (k+1)-th largest entry of every row of ``key`` (B, ..., T) for ``k`` (B,) in 1..T, each
+    (B, ..., 1); rows with k = T get -inf for both (they keep everything).
+
+    A batch with few distinct k (the k-sorted batches of inference) takes, per distinct k, an unsorted partial
+    ``topk`` of k + 1 entries -- of the T - k + 1 smallest instead when that is shorter -- and reads both values from
+    the two extreme entries of that short list. Other batches (random training batches) take one sorted partial
+    ``topk`` up to the batch's largest k + 1 and gather."""
+    T = key.size(-1)
+    ks = torch.unique(k)
+    if len(ks) > max_groups:
+        m = min(int(ks[-1]) + 1, T)
+        top = torch.topk(key, m, dim=-1, sorted=True).values  # (B, ..., T, m), descending
+        idx = k.view(-1, *([1] * (key.dim() - 1))).expand(*key.shape[:-1], 1)  # (B, ..., T, 1)
+        kth = top.gather(-1, idx - 1)
+        nxt = top.gather(-1, idx.clamp(max=m - 1))
+        full = idx == T
+        return kth.masked_fill(full, float("-inf")), nxt.masked_fill(full, float("-inf"))
+    kth = key.new_full((*key.shape[:-1], 1), float("-inf"))
+    nxt = kth.clone()
+    if len(ks) == 1:
+        groups = [(int(ks[0]), slice(None))]
+    elif bool((k[1:] >= k[:-1]).all()):  # k-sorted batch: each group is a slice (a view, no copy)
+        values, counts = torch.unique_consecutive(k, return_counts=True)
+        ends = counts.cumsum(0).tolist()
+        groups = [(v, slice(e - c, e)) for v, c, e in zip(values.tolist(), counts.tolist(), ends)]
+    else:
+        groups = [(v, (k == v).nonzero().squeeze(1)) for v in ks.tolist()]
+    for kv, rows in groups:
+        if kv >= T:
+            continue
+        sub = key[rows]
+        if kv + 1 <= T - kv + 1:  # the k + 1 largest: the smallest two of them are the (k+1)-th and k-th
+            two = torch.topk(torch.topk(sub, kv + 1, dim=-1, sorted=False).values, 2, dim=-1, largest=False).values
+            kth[rows], nxt[rows] = two[..., 1:], two[..., :1]
+        else:  # the T - k + 1 smallest: their largest two are the k-th and (k+1)-th largest of the row
+            low = torch.topk(sub, T - kv + 1, dim=-1, largest=False, sorted=False).values
+            two = torch.topk(low, 2, dim=-1, largest=True).values
+            kth[rows], nxt[rows] = two[..., :1], two[..., 1:]
+    return kth, nxt
 
 
 class SparseDiffAttention(nn.Module):
@@ -159,6 +204,8 @@ class SparseDiffAttention(nn.Module):
         kk = self.k_proj(x).view(B, T, S, hd).transpose(1, 2)  # (B, S, T, hd)
         v = self.v_proj(x).view(B, T, H, D // H).transpose(1, 2)  # (B, H, T, 2hd | hd)
         scores = (q * self.scaling) @ kk.transpose(-2, -1)  # (B, S, T, T)
+        if k is not None and int(k.min()) >= T:
+            k = None  # every row keeps all T keys: no mask to compute
         if key_padding_mask is not None:
             pad = key_padding_mask.to(torch.bool)[:, None, None, :]  # (B, 1, 1, T)
             scores = scores.masked_fill(pad, float("-inf"))  # padded keys rank last in the Top-k

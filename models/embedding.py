@@ -21,6 +21,12 @@ class NeighbourEmbedding(nn.Module):
     The factors :math:`\sqrt{F}` and :math:`F` give each entry of the two feature blocks unit scale for unit-norm
     input (the entries of :math:`F (x_j \odot x_0)` sum to :math:`F s_j`).
 
+    With :math:`W = [W_1, W_2, w_s, w_g]` split by input block, the first term :math:`\sqrt{F} W_1 x_j` depends on
+    one face only: inference computes it once per face (:meth:`project`, ``(N, F) -> (N, d)``) and gathers it per
+    (centre, neighbour) pair, so only :math:`F W_2 (x_j \odot x_0)` is computed per pair (:meth:`tokens`): half
+    the per-pair multiply-adds, and no ``2F + 2``-wide input is ever built. Same function and parameters either
+    way (tested).
+
     Args:
         feat_dim (int): feature width F.
         d_model (int): token width.
@@ -29,7 +35,8 @@ class NeighbourEmbedding(nn.Module):
             padded.
 
     Shapes:
-        x (B, K, F), sims (B, K) -> (B, K, d_model), K <= max_k.
+        forward: x (B, K, F), sims (B, K) -> (B, K, d_model), K <= max_k. project: (..., F) -> (..., d_model).
+        tokens: x (B, K, F), a (B, K, d_model) = project(x), sims (B, K) -> (B, K, d_model).
     """
 
     def __init__(self, feat_dim: int, d_model: int, max_k: int) -> None:
@@ -46,23 +53,27 @@ class NeighbourEmbedding(nn.Module):
         self.proj.reset_parameters()
         nn.init.normal_(self.rank_emb.weight, std=0.02)
 
-    def forward(self, x: Tensor, sims: Tensor) -> Tensor:
-        """Args: x (B, K, F) neighbour features, self first; sims (B, K) cosine to the centre. Returns (B, K, d)."""
+    def project(self, x: Tensor) -> Tensor:
+        r"""The per-face term :math:`\sqrt{F} W_1 x`: (..., F) -> (..., d)."""
+        Fd = self.feat_dim
+        return x @ (self.proj.weight[:, :Fd].t() * math.sqrt(Fd))
+
+    def tokens(self, x: Tensor, a: Tensor, sims: Tensor) -> Tensor:
+        """Args: x (B, K, F) neighbour features, self first; a (B, K, d) their :meth:`project` rows; sims (B, K)
+        cosine to the centre. Returns tokens (B, K, d)."""
         B, K, Fd = x.shape
         if K > self.max_k:
             raise ValueError(f"got K={K} neighbours, more than max_k={self.max_k}")
+        w = self.proj.weight  # (d, 2F + 2)
         sims = sims.to(x.dtype)
         gap = torch.cat([sims[:, :-1] - sims[:, 1:], sims.new_zeros(B, 1)], dim=1)  # (B, K)
-        feats = torch.cat(
-            [
-                x * math.sqrt(Fd),  # (B, K, F)
-                x * x[:, :1] * Fd,  # (B, K, F)
-                sims.unsqueeze(-1),  # (B, K, 1)
-                gap.unsqueeze(-1),  # (B, K, 1)
-            ],
-            dim=-1,
-        )  # (B, K, 2F + 2)
-        return self.proj(feats) + self.rank_emb.weight[:K]  # (B, K, d)
+        e = torch.baddbmm(a, x * x[:, :1], (w[:, Fd:2 * Fd].t() * Fd).expand(B, Fd, self.d_model))  # (B, K, d)
+        return e + sims.unsqueeze(-1) * w[:, 2 * Fd] + gap.unsqueeze(-1) * w[:, 2 * Fd + 1] + self.proj.bias \
+            + self.rank_emb.weight[:K]
+
+    def forward(self, x: Tensor, sims: Tensor) -> Tensor:
+        """Args: x (B, K, F) neighbour features, self first; sims (B, K) cosine to the centre. Returns (B, K, d)."""
+        return self.tokens(x, self.project(x), sims)
 
     def extra_repr(self) -> str:
         return f"feat_dim={self.feat_dim}, d_model={self.d_model}, max_k={self.max_k}"

@@ -136,16 +136,19 @@ class SDT(nn.Module):
         """Current lambda of every layer (0-d tensors; zeros for plain attention), for logging."""
         return [block.attn.lambda_full for block in self.blocks]
 
-    def forward(self, x: Tensor, sims: Tensor, k_pred: Tensor) -> Tensor:
-        """Args: x (B, K, F); sims (B, K); k_pred (B,) long predicted Top-K. Returns pair logits (B, W) for the
-        first ``W = min(window, K)`` neighbours (``W = K`` without a window)."""
+    def forward(self, x: Tensor, sims: Tensor, k_pred: Tensor, *, proj: Tensor | None = None) -> Tensor:
+        """Args: x (B, K, F); sims (B, K); k_pred (B,) long predicted Top-K; proj (B, K, d)
+        ``self.embed.project(x)`` when precomputed per face (inference), else None. Returns pair logits (B, W) for
+        the first ``W = min(window, K)`` neighbours (``W = K`` without a window)."""
         if self.window is not None and x.size(1) > self.window:
             x, sims = x[:, : self.window], sims[:, : self.window]  # (B, W, F), (B, W)
+            proj = None if proj is None else proj[:, : self.window]  # (B, W, d)
         B, K, _ = x.shape
         k_pred = k_pred.to(device=x.device, dtype=torch.long).view(B, 1)  # (B, 1)
         rank = torch.arange(K, device=x.device).view(1, K)  # (1, K)
         offset = (rank - k_pred).clamp(-self.max_offset, self.max_offset) + self.max_offset  # (B, K)
-        h = self.embed(x, sims) + self.inside_emb((rank < k_pred).long()) + self.offset_emb(offset)  # (B, K, d)
+        h = self.embed(x, sims) if proj is None else self.embed.tokens(x, proj, sims)  # (B, K, d)
+        h = h + self.inside_emb((rank < k_pred).long()) + self.offset_emb(offset)  # (B, K, d)
         h = self.drop(h)
         mask_k = (k_pred.view(B) + self.mask_margin).clamp(1, K) if self.use_topk_mask else None  # (B,)
         for block in self.blocks:

@@ -82,18 +82,20 @@ class TopKPredictor(nn.Module):
                 m.reset_parameters()
         self.out.reset_parameters()
 
-    def forward(self, x: Tensor, sims: Tensor) -> Tensor:
-        """Args: x (B, K, F); sims (B, K). Returns logits (B, K) (classification) or k / K in [0, 1], (B,)."""
-        h = self.encoder(self.embed(x, sims))  # (B, K, d)
+    def forward(self, x: Tensor, sims: Tensor, *, proj: Tensor | None = None) -> Tensor:
+        """Args: x (B, K, F); sims (B, K); proj (B, K, d) ``self.embed.project(x)`` when precomputed per face
+        (inference), else None. Returns logits (B, K) (classification) or k / K in [0, 1], (B,)."""
+        tokens = self.embed(x, sims) if proj is None else self.embed.tokens(x, proj, sims)  # (B, K, d)
+        h = self.encoder(tokens)  # (B, K, d)
         if self.head == "classification":
             return self.out(h).squeeze(-1)  # (B, K)
         return torch.sigmoid(self.out(h[:, 0]).squeeze(-1))  # (B,)
 
     @torch.no_grad()
-    def predict_k(self, x: Tensor, sims: Tensor) -> Tensor:
-        """Predicted k in 1..K, LongTensor (B,), for either head (K = x.size(1))."""
+    def predict_k(self, x: Tensor, sims: Tensor, *, proj: Tensor | None = None) -> Tensor:
+        """Predicted k in 1..K, LongTensor (B,), for either head (K = x.size(1)); arguments as :meth:`forward`."""
         K = x.size(1)
-        y = self(x, sims)
+        y = self(x, sims, proj=proj)
         if self.head == "classification":
             return y.argmax(dim=-1) + 1  # (B,)
         return torch.round(y * K).long().clamp(1, K)  # (B,)

@@ -38,6 +38,35 @@ def test_topk_mask_matches_torch_topk() -> None:
         assert torch.equal(keep[b], ref)
 
 
+@pytest.mark.parametrize("batch", ["one_k", "few_k", "many_k"])
+def test_topk_mask_equals_a_stable_sort_on_every_path(batch: str) -> None:
+    """Against the definition (stable descending sort, first k kept) on all of topk_mask's paths: one k per batch
+    (grouped, from either end), a few distinct k (grouped), many distinct k (one sorted top-k); with ties,
+    -inf (padding) and NaN scores."""
+    g = torch.Generator().manual_seed({"one_k": 0, "few_k": 1, "many_k": 2}[batch])
+    for trial in range(60):
+        T = int(torch.randint(1, 24, (), generator=g))
+        B = 12 if batch == "many_k" else 5
+        scores = torch.randn(B, 2, T, T, generator=g)
+        if trial % 3 == 0:
+            scores = torch.randint(0, 3, (B, 2, T, T), generator=g).float()  # many ties
+        if trial % 4 == 1:
+            scores[scores > 1] = float("-inf")
+        if trial % 5 == 2:
+            scores[scores < -1] = float("nan")
+        if batch == "one_k":
+            k = torch.randint(0, T + 3, (), generator=g).expand(B)
+        elif batch == "few_k":
+            k = torch.randint(0, T + 3, (2,), generator=g).repeat_interleave(3)[:B]
+        else:
+            k = torch.arange(B) % (T + 2)
+        keep = topk_mask(scores, k)
+        key = scores.nan_to_num(nan=float("-inf"))
+        order = torch.sort(-key, dim=-1, stable=True).indices
+        rank = torch.empty_like(order).scatter_(-1, order, torch.arange(T).expand_as(order))
+        assert torch.equal(keep, rank < k.clamp(1, T).view(B, 1, 1, 1)), (trial, T, k)
+
+
 def test_topk_mask_none_clamp_and_ties() -> None:
     scores = torch.zeros(2, 5, 5)  # all ties -> the lowest indices win
     assert topk_mask(scores, None).all()
@@ -142,10 +171,28 @@ def test_topk_predictor_shapes_and_smaller_k(head: str) -> None:
         model(*_neighbours(1, Kmax + 1, Fd))
 
 
-def test_neighbour_embedding_shape() -> None:
+def test_projected_inputs_give_the_same_outputs() -> None:
+    """Inference computes the per-face part of the embedding once (``embed.project``) and passes the gathered rows;
+    the outputs must be those of the plain path."""
+    torch.manual_seed(0)
+    Fd, K = 8, 12
+    x, sims = _neighbours(4, K, Fd)
+    k = torch.tensor([1, 4, 7, 12])
+    topk = TopKPredictor(Fd, k=K, d_model=16, num_layers=2, num_heads=2, dim_feedforward=32).eval()
+    torch.testing.assert_close(topk(x, sims, proj=topk.embed.project(x)), topk(x, sims))
+    for window in (None, 6):
+        sdt = SDT(Fd, k=K, d_model=16, num_layers=2, num_heads=2, dim_feedforward=32, window=window).eval()
+        torch.testing.assert_close(sdt(x, sims, k, proj=sdt.embed.project(x)), sdt(x, sims, k))
+
+
+def test_neighbour_embedding_is_its_formula() -> None:
+    """e_j = W [sqrt(F) x_j, F x_j * x_0, s_j, s_j - s_{j+1}] + b + r_j, computed literally."""
+    torch.manual_seed(0)
     emb = NeighbourEmbedding(8, 16, max_k=10)
     x, sims = _neighbours(2, 4, 8)
-    assert emb(x, sims).shape == (2, 4, 16)
+    gap = torch.cat([sims[:, :-1] - sims[:, 1:], torch.zeros(2, 1)], dim=1)
+    inputs = torch.cat([x * math.sqrt(8), x * x[:, :1] * 8, sims[..., None], gap[..., None]], dim=-1)
+    torch.testing.assert_close(emb(x, sims), emb.proj(inputs) + emb.rank_emb.weight[:4])
 
 
 # ---------------------------------------------------------------- SDT
