@@ -55,7 +55,7 @@ class FaceClusterCLI(LightningCLI):
         # refreshes last.ckpt when a new best is saved), both in checkpoint.dirpath; `--ckpt_path last` resumes
         # from last.ckpt (the newest file named last*.ckpt there)
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.monitor": "val/pairwise_f", "checkpoint.mode": "max",
+        parser.set_defaults({"checkpoint.monitor": "val/score", "checkpoint.mode": "max",
                              "checkpoint.filename": "best", "checkpoint.enable_version_counter": False})
         parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.set_defaults({"last_checkpoint.filename": "last", "last_checkpoint.enable_version_counter": False})

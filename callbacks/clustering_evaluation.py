@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 
-from clustering.metrics import evaluate
+from clustering.metrics import evaluate, selection_score
 from clustering.pipeline import GraphConfig, Timer, refine_and_cluster
 
 __all__ = ["ClusteringEvaluation"]
@@ -34,7 +34,7 @@ class ClusteringEvaluation(Callback):
         transform, jaccard, combine, threshold, early_stop, seed, num_trials: the
             :class:`~clustering.pipeline.GraphConfig` fields of the same names (see it for the choices); its ``k``
             is the datamodule's.
-        batch_size: centres per network forward.
+        batch_size: centres per network forward (None: the pipeline's default for the device).
         log_figure: log the figure when the logger can take one.
         prefix: metric-name prefix.
 
@@ -55,7 +55,7 @@ class ClusteringEvaluation(Callback):
         early_stop: bool = False,
         seed: int = 0,
         num_trials: int = 1,
-        batch_size: int = 2048,
+        batch_size: int | None = None,
         log_figure: bool = True,
         prefix: str = "val/",
     ) -> None:
@@ -81,6 +81,7 @@ class ClusteringEvaluation(Callback):
         pred = refine_and_cluster(split.nbrs, split.sims, graph, k=k, pair_prob=q, timer=timer)
         metrics = evaluate(split.labels, pred)
         metrics = {name: float(metrics[name]) for name in self.METRICS}
+        metrics["score"] = selection_score(metrics)  # what checkpoints and export.py --tune select by
         metrics["cluster_seconds"] = time.perf_counter() - start
         return metrics, {"pred": pred, "labels": split.labels, "k": k, "k_star": split.k_star}
 

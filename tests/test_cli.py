@@ -52,8 +52,8 @@ def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     assert proc.returncode == 0, log[-3000:]
     assert "MEMBER: 1/2" in log and "MEMBER: 2/2" in log and "gloo" in log
     metrics = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text()
-    assert "val/pairwise_f" in metrics and "train/loss" in metrics
-    assert (tmp_path / "ckpt" / "best.ckpt").exists()
+    assert "val/pairwise_f" in metrics and "val/score" in metrics and "train/loss" in metrics
+    assert (tmp_path / "ckpt" / "best.ckpt").exists()  # monitored on val/score by default
 
 
 # ---------------------------------------------------------------- the sweep
@@ -94,7 +94,7 @@ def agent_command(sweep: dict, values: dict) -> list[str]:
 
 def test_sweep_samples_run_through_the_cli(tiny_fit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sweep = yaml.safe_load((ROOT / "configs" / "sweeps" / "sdt_lfw.yaml").read_text())
-    assert sweep["metric"]["name"] == "val/pairwise_f" and sweep["program"] == "train.py"
+    assert sweep["metric"]["name"] == "val/score" and sweep["program"] == "train.py"
     values = sample_parameters(sweep["parameters"], np.random.default_rng(0))
     command = agent_command(sweep, values)
     assert command[:4] == ["/usr/bin/env", "python", "train.py", "fit"]

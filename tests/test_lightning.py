@@ -162,6 +162,7 @@ def test_callback_metrics_reach_wandb_offline(tiny_fit, tmp_path: Path) -> None:
     ref = evaluate(split.labels, pipe.run_graph(split.x, split.nbrs, split.sims))
     for name in ClusteringEvaluation.METRICS:
         assert metrics[name] == pytest.approx(ref[name])
+    assert metrics["score"] == pytest.approx(0.5 * (ref["pairwise_f"] + ref["bcubed_f"]))
     # ... and what the offline run recorded equals them
     runs = list(tmp_path.glob("wandb/offline-run-*"))
     assert len(runs) == 1
