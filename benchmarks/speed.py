@@ -1,11 +1,13 @@
-"""Per-stage time and peak memory of the pipeline on synthetic 256-d data; prints a Markdown table.
+"""Per-stage time and peak memory of the pipeline on synthetic data; prints a Markdown table.
 
     python benchmarks/speed.py --sizes 10000 100000 [--model artifacts/model.pt] [--json PATH]
     python benchmarks/speed.py --sizes 1000000 --knn ivf          # 1M faces with an IVF index
 
-Each size runs in a fresh subprocess (so peak memory is its own). Stages: preprocessing, kNN (faiss), edge
-probabilities (sigmoid transform, row-normalised), Top-K prediction and SDT refinement (with ``--model``; else the
-oracle k* stands in for the predicted k), Top-K Jaccard, Infomap, metrics. ``peak MB`` is the largest resident set
+Faces are 256-d, or of the model's feature width with ``--model``. Each size runs in a fresh subprocess (so peak
+memory is its own). Stages: preprocessing, kNN (faiss), edge probabilities (sigmoid transform, row-normalised),
+Top-K prediction and SDT refinement (with ``--model``; else the oracle k* stands in for the predicted k), the edge
+weights ("jaccard": the model's graph rule, e.g. Top-K Jaccard x SDT; without a model, Top-K Jaccard), Infomap
+(pruned at the model's threshold), metrics. ``peak MB`` is the largest resident set
 size seen while the stage ran (sampled every 20 ms; it includes what earlier stages still hold), ``+MB`` its rise
 over the stage's start.
 """
@@ -67,15 +69,16 @@ def run_one(n: int, knn_method: str, model: str | None, k: int, seed: int) -> di
     from clustering.preprocess import fit_mean, preprocess
     from clustering.synthetic import make_synthetic
 
-    # identities scale with N so the size distribution stays the same (~7.4 faces per identity)
-    feats, labels = make_synthetic(n_identities=max(10, round(n / 7.4)), seed=seed)
-    feats, labels = feats[:n], labels[:n]
-    meter = Meter()
     pipe = None
     if model:
         from clustering.pipeline import ClusteringPipeline
 
         pipe = ClusteringPipeline.load(model, device="cpu")
+    dim = (pipe.feat_dim if pipe else None) or 256  # faces of the model's width (lfw-dlib models: 128)
+    # identities scale with N so the size distribution stays the same (~7.4 faces per identity)
+    feats, labels = make_synthetic(n_identities=max(10, round(n / 7.4)), seed=seed, dim=dim)
+    feats, labels = feats[:n], labels[:n]
+    meter = Meter()
     with meter("preprocess"):
         x = preprocess(feats, pipe.mean if pipe else fit_mean(feats))
     with meter("knn"):
@@ -84,7 +87,7 @@ def run_one(n: int, knn_method: str, model: str | None, k: int, seed: int) -> di
         row_normalise(edge_prob(sims, "sigmoid"))
     q = None
     if pipe is not None:
-        from clustering.pipeline import predict_k, predict_pairs
+        from clustering.pipeline import edge_weights, predict_k, predict_pairs
 
         with meter("topk"):
             kv = predict_k(pipe.topk, x, nbrs, sims, batch_size=pipe.batch_size, progress=n > 200_000)
@@ -93,16 +96,14 @@ def run_one(n: int, knn_method: str, model: str | None, k: int, seed: int) -> di
                 q = predict_pairs(pipe.sdt, x, nbrs, sims, kv, batch_size=pipe.batch_size, progress=n > 200_000)
     else:
         kv = oracle_k(nbrs, labels)
-    with meter("jaccard"):
-        w = topk_jaccard(nbrs, sims, kv)
-        if q is not None:
-            w = w * q
+    with meter("jaccard"):  # the model's own graph rule; without a model, Top-K Jaccard with the oracle k
+        w = edge_weights(nbrs, sims, pipe.graph, k=kv, pair_prob=q) if pipe else topk_jaccard(nbrs, sims, kv)
     with meter("infomap"):
         rows, cols, ww = knn_edges(nbrs, w, pipe.graph.threshold if pipe else 0.0)
         pred = infomap_cluster(n, rows, cols, ww)
     with meter("metrics"):
         m = evaluate(labels, pred)
-    return {"n": n, "knn": knn_method, "k": k, "threads": torch.get_num_threads(), "model": model,
+    return {"n": n, "dim": dim, "knn": knn_method, "k": k, "threads": torch.get_num_threads(), "model": model,
             "mean_k": float(np.mean(kv)), "edges": int(len(rows)), "stages": meter.rows,
             "total_seconds": round(sum(r["seconds"] for r in meter.rows), 2),
             "pairwise_f": round(m["pairwise_f"], 4), "bcubed_f": round(m["bcubed_f"], 4)}
@@ -112,13 +113,13 @@ def table(results: list[dict]) -> str:
     stages = []
     for r in results:
         stages += [s["stage"] for s in r["stages"] if s["stage"] not in stages]
-    head = "| N | kNN | " + " | ".join(f"{s} s (peak MB)" for s in stages) + " | total s | F_P / F_B |\n"
-    head += "|---" * (len(stages) + 4) + "|\n"
+    head = "| N | d | kNN | " + " | ".join(f"{s} s (peak MB)" for s in stages) + " | total s | F_P / F_B |\n"
+    head += "|---" * (len(stages) + 5) + "|\n"
     lines = []
     for r in results:
         by = {s["stage"]: s for s in r["stages"]}
         cells = [f"{by[s]['seconds']:.2f} ({by[s]['peak_mb']})" if s in by else "-" for s in stages]
-        lines.append(f"| {r['n']:,} | {r['knn']} | " + " | ".join(cells) +
+        lines.append(f"| {r['n']:,} | {r.get('dim', 256)} | {r['knn']} | " + " | ".join(cells) +
                      f" | {r['total_seconds']:.1f} | {r['pairwise_f']:.3f} / {r['bcubed_f']:.3f} |")
     return head + "\n".join(lines)
 
