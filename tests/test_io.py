@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clustering.io import InputError, check_features, check_k, load_features, load_labels
+from clustering.io import InputError, RowFile, check_features, check_k, load_features, load_labels
 
 
 def _feats(n: int = 12, d: int = 8, seed: int = 0) -> np.ndarray:
@@ -28,32 +28,36 @@ def _raises(path: Path, match: str, fn=load_features, *args, **kwargs) -> str:
 # ---------------------------------------------------------------- features: good input
 
 
-def test_bin_roundtrip_is_memory_mapped(tmp_path: Path) -> None:
+def test_bin_roundtrip_is_read_lazily(tmp_path: Path) -> None:
     x = _feats(10, 6)
     p = tmp_path / "part.bin"
     x.astype("<f4").tofile(p)
     got = load_features(p, dim=6)
-    assert isinstance(got, np.memmap)
-    assert got.shape == (10, 6) and got.dtype == np.float32
+    assert isinstance(got, RowFile)  # rows read on demand (no memory map: see test_truncated_while_read)
+    assert got.shape == (10, 6) and got.dtype == np.float32 and len(got) == 10
     np.testing.assert_array_equal(np.asarray(got), x)
-    # read-only map: writing must fail rather than change the user's file
-    with pytest.raises((ValueError, OSError)):
+    np.testing.assert_array_equal(got[2:5], x[2:5])
+    np.testing.assert_array_equal(got[[7, 1, 7]], x[[7, 1, 7]])
+    np.testing.assert_array_equal(got[-1], x[-1])
+    np.testing.assert_array_equal(got[::3, 1:], x[::3, 1:])
+    # read-only: writing must fail rather than change the user's file
+    with pytest.raises(TypeError):
         got[0, 0] = 1.0
 
 
-def test_npy_float32_memory_mapped_and_float64_converted(tmp_path: Path) -> None:
+def test_npy_float32_read_lazily_and_float64_converted(tmp_path: Path) -> None:
     x = _feats(9, 5)
     p32 = tmp_path / "a.npy"
     np.save(p32, x)
     got = load_features(p32)
-    assert isinstance(got, np.memmap)
+    assert isinstance(got, RowFile)
     np.testing.assert_array_equal(np.asarray(got), x)
 
     p64 = tmp_path / "b.npy"
     np.save(p64, x.astype(np.float64))
     got = load_features(p64, dim=5)
     assert got.dtype == np.float32 and got.shape == (9, 5)
-    np.testing.assert_allclose(got, x)
+    np.testing.assert_allclose(np.asarray(got), x)
 
 
 @pytest.mark.parametrize("key", ["features", "feats", "x", "anything"])
