@@ -11,52 +11,111 @@ Index choice (``method``):
   ``nprobe`` lists; ``"auto"`` picks it above ``flat_max``.
 * ``"hnsw"``: ``IndexHNSWFlat`` (inner product), ``M = 32``, ``efSearch = max(2K, ef_search)``.
 
-On a GPU when ``faiss.get_num_gpus() > 0`` (and ``device`` is not ``"cpu"``), on the CPU otherwise. Queries run
-in chunks of ``chunk`` rows, so memory beyond the index stays ``O(chunk * K)``; a progress bar shows on long runs.
+Device (:func:`faiss_gpu`): on the CPU for ``device="cpu"``; otherwise on a GPU when this faiss build has GPU
+support and sees one, on the process's own CUDA device (``"cuda:N"``, else torch's current device, else
+``LOCAL_RANK``: each DDP rank uses its own GPU); on the CPU otherwise. A CUDA ``device`` with a CPU-only faiss
+(pip's ``faiss-cpu`` next to CUDA torch) falls back to the CPU with a warning on the ``clustering.knn`` logger
+(``cluster.py`` prints it as a note). On a GPU, ``"auto"`` searches exactly up to ``gpu_flat_max`` faces (3M: a
+GPU does brute force ~100x faster than the CPU whose limit is ``flat_max`` = 300K, so the same time buys ~10x the
+faces; to be confirmed on a GPU by ``scripts/gpu_check.sh``). Queries run in chunks of ``chunk`` rows, so memory
+beyond the index stays ``O(chunk * K)``; a progress bar shows on long runs.
+
+Model files store these options (``KNN_OPTIONS``); :func:`check_knn_options` validates them.
 """
 from __future__ import annotations
 
 import logging
+import os
 
 import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
-__all__ = ["knn_search", "knn_index", "knn_query", "put_self_first", "faiss_on_gpu"]
+__all__ = ["knn_search", "knn_index", "knn_query", "put_self_first", "faiss_gpu", "check_knn_options",
+           "KNN_METHODS", "KNN_OPTIONS"]
 
 log = logging.getLogger(__name__)
 
 
-def faiss_on_gpu(device: str = "auto") -> bool:
-    """Whether faiss should use the GPU: ``device`` is ``"auto"``/``"cuda"`` and faiss sees a GPU."""
+KNN_METHODS = ("auto", "flat", "ivf", "hnsw")
+# the options a model file may store (knn_index's keywords, but not the device: that is a runtime choice)
+KNN_OPTIONS = {"method": str, "flat_max": int, "gpu_flat_max": int, "nlist": int, "nprobe": int, "hnsw_m": int,
+               "ef_search": int, "seed": int, "threads": int}
+
+
+def check_knn_options(options: dict) -> None:
+    """Raise ``ValueError`` (naming the option) unless ``options`` holds only known kNN options with valid values:
+    ``method`` one of ``KNN_METHODS``, ``seed`` >= 0, the others positive integers (``nlist``/``threads``: or None)."""
+    if not isinstance(options, dict):
+        raise ValueError(f"kNN options must be a dict, got {type(options).__name__}")
+    for key, value in options.items():
+        if key not in KNN_OPTIONS:
+            raise ValueError(f"unknown kNN option {key!r} (known: {', '.join(KNN_OPTIONS)})")
+        if key == "method":
+            if value not in KNN_METHODS:
+                raise ValueError(f"unknown kNN method {value!r} ({', '.join(KNN_METHODS)})")
+        elif value is None and key in ("nlist", "threads"):
+            continue
+        elif not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "seed" else 1):
+            raise ValueError(f"kNN option {key} must be an integer >= {0 if key == 'seed' else 1}, got {value!r}")
+
+
+def _cuda_index(device: str) -> int:
+    """The process's own CUDA device: ``cuda:N`` -> N; else torch's current device; else ``LOCAL_RANK``; else 0."""
+    if ":" in device:
+        return int(device.split(":", 1)[1])
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return int(torch.cuda.current_device())
+    except ImportError:
+        pass
+    return int(os.environ.get("LOCAL_RANK", 0))
+
+
+def faiss_gpu(device: str = "auto") -> int | None:
+    """The GPU faiss should use, or ``None`` for the CPU.
+
+    ``device``: ``"cpu"`` (CPU), ``"auto"`` (a GPU when this faiss build sees one, silently the CPU otherwise),
+    ``"cuda"`` / ``"cuda:N"`` / ``"gpu"`` (the process's CUDA device; with a CPU-only faiss build or a device faiss
+    does not see, the CPU with a warning)."""
     if device == "cpu":
-        return False
-    n_gpu = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
-    if device in ("cuda", "gpu") and n_gpu == 0:
-        raise RuntimeError("device='cuda' asked for, but this faiss build sees no GPU (install faiss-gpu)")
-    return n_gpu > 0
+        return None
+    n_gpu = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") and hasattr(faiss, "StandardGpuResources") else 0
+    if device == "auto" and n_gpu == 0:
+        return None
+    gpu = _cuda_index(device if device != "gpu" else "cuda")
+    if n_gpu == 0:
+        log.warning("the kNN runs on the CPU: this faiss build has no GPU support (faiss-cpu); install faiss-gpu "
+                    "(environment.yml) for a GPU kNN")
+        return None
+    if gpu >= n_gpu:
+        log.warning("the kNN runs on the CPU: CUDA device %d asked for, but faiss sees %d GPU(s)", gpu, n_gpu)
+        return None
+    return gpu
 
 
-def _to_gpu(index):
-    """Copy a CPU index to GPU 0 (its resources kept alive on the returned index)."""
+def _to_gpu(index, gpu: int):
+    """Copy a CPU index to GPU ``gpu`` (its resources kept alive on the returned index)."""
     res = faiss.StandardGpuResources()
-    index = faiss.index_cpu_to_gpu(res, 0, index)
+    index = faiss.index_cpu_to_gpu(res, gpu, index)
     index.referenced_resources = res
     return index
 
 
 def _build_index(x: np.ndarray, method: str, nlist: int | None, nprobe: int, hnsw_m: int, ef_search: int,
-                 k: int, gpu: bool, seed: int):
+                 k: int, gpu: int | None, seed: int):
     n, d = x.shape
     if method == "flat":
         index = faiss.IndexFlatIP(d)
-        if gpu:
-            index = _to_gpu(index)
+        if gpu is not None:
+            index = _to_gpu(index, gpu)
     elif method == "ivf":
         nlist = nlist or int(max(1, min(n // 39, 4 * np.sqrt(n))))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-        if gpu:
-            index = _to_gpu(index)  # trained on the GPU too
+        if gpu is not None:
+            index = _to_gpu(index, gpu)  # trained on the GPU too
         n_train = min(n, max(64 * nlist, 50_000))
         sample = np.random.default_rng(seed).choice(n, size=n_train, replace=False) if n_train < n else slice(None)
         index.train(np.ascontiguousarray(x[sample]))
@@ -113,8 +172,8 @@ def put_self_first(nbrs: np.ndarray, sims: np.ndarray, row_ids: np.ndarray | Non
 
 
 def knn_search(x: np.ndarray, k: int, *, method: str = "auto", device: str = "auto", flat_max: int = 300_000,
-               nlist: int | None = None, nprobe: int = 64, hnsw_m: int = 32, ef_search: int = 128,
-               chunk: int = 65_536, progress: bool | None = None, seed: int = 0,
+               gpu_flat_max: int = 3_000_000, nlist: int | None = None, nprobe: int = 64, hnsw_m: int = 32,
+               ef_search: int = 128, chunk: int = 65_536, progress: bool | None = None, seed: int = 0,
                threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """K nearest neighbours of every row of ``x`` among the rows of ``x`` (self included, first).
 
@@ -122,8 +181,9 @@ def knn_search(x: np.ndarray, k: int, *, method: str = "auto", device: str = "au
         x: ``(N, d)`` float32, L2-normalised rows.
         k: neighbours per face, self included (``k <= N``).
         method: ``"auto"`` (flat up to ``flat_max`` faces, IVF above), ``"flat"``, ``"ivf"`` or ``"hnsw"``.
-        device: ``"auto"`` (GPU if faiss sees one), ``"cpu"`` or ``"cuda"``.
-        flat_max: largest N searched exactly by ``"auto"``.
+        device: ``"auto"`` (GPU if faiss sees one), ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (see :func:`faiss_gpu`).
+        flat_max: largest N searched exactly by ``"auto"`` on the CPU.
+        gpu_flat_max: the same on a GPU.
         nlist, nprobe: IVF lists (default ``4 sqrt(N)``) and lists probed per query.
         hnsw_m, ef_search: HNSW graph degree and search breadth.
         chunk: query rows per faiss call.
@@ -135,21 +195,22 @@ def knn_search(x: np.ndarray, k: int, *, method: str = "auto", device: str = "au
         ``nbrs (N, k) int64`` and ``sims (N, k) float32``, each row sorted by decreasing similarity, self first.
     """
     return knn_query(x, None, k, chunk=chunk, progress=progress, method=method, device=device, flat_max=flat_max,
-                     nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m, ef_search=ef_search, seed=seed, threads=threads)
+                     gpu_flat_max=gpu_flat_max, nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m, ef_search=ef_search,
+                     seed=seed, threads=threads)
 
 
 def knn_index(x: np.ndarray, k: int, *, method: str = "auto", device: str = "auto", flat_max: int = 300_000,
-              nlist: int | None = None, nprobe: int = 64, hnsw_m: int = 32, ef_search: int = 128, seed: int = 0,
-              threads: int | None = None):
+              gpu_flat_max: int = 3_000_000, nlist: int | None = None, nprobe: int = 64, hnsw_m: int = 32,
+              ef_search: int = 128, seed: int = 0, threads: int | None = None):
     """The faiss index over the rows of ``x`` that :func:`knn_search` builds (arguments as there), to query several
     times with :func:`knn_query`. ``"auto"`` picks by the index size N."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     if threads:
         faiss.omp_set_num_threads(threads)
+    gpu = faiss_gpu(device)
     if method == "auto":
-        method = "flat" if x.shape[0] <= flat_max else "ivf"
-    gpu = faiss_on_gpu(device)
-    log.info("kNN: %s index, N=%d, K=%d, %s", method, x.shape[0], k, "GPU" if gpu else "CPU")
+        method = "flat" if x.shape[0] <= (flat_max if gpu is None else gpu_flat_max) else "ivf"
+    log.info("kNN: %s index, N=%d, K=%d, %s", method, x.shape[0], k, "CPU" if gpu is None else f"GPU {gpu}")
     return _build_index(x, method, nlist, nprobe, hnsw_m, ef_search, k, gpu, seed)
 
 
