@@ -7,7 +7,10 @@ The earlier faces keep their cluster ids exactly; each new face joins an existin
 Algorithm (P = previous faces with fixed ids, Q = new faces; every step vectorised, one pass, no loop over
 faces or edges):
 
-1. **Preprocess** P and Q with the model's mean (the same transform as a full run).
+1. **Preprocess** P and Q with the model's mean (the same transform as a full run). Identical faces are one node,
+   as in a full run (:meth:`ClusteringPipeline.cluster`): a new face identical to an old one takes its id (the
+   first such old face's, should earlier ids split identical faces), identical new faces share one id, and the
+   steps below run on the distinct faces only.
 2. **kNN.** One faiss index over P + Q (the model's kNN settings). Query every new face: its K neighbours in the
    combined set (new or old). The old faces reached this way, T, are queried too, so that their lists are also
    those of the combined set (they may now contain new faces) -- exactly what a full run would give them. Old
@@ -41,10 +44,11 @@ from dataclasses import replace
 import numpy as np
 
 from .edges import early_stop_mask
+from .io import check_id_room
 from .knn import knn_index, knn_query
 from .mapequation import infomap_cluster, knn_edges
 from .pipeline import ClusteringPipeline, Timer, edge_weights
-from .preprocess import preprocess
+from .preprocess import preprocess, unique_rows
 
 __all__ = ["assign_new_faces", "map_modules", "subgraph_weights"]
 
@@ -156,7 +160,7 @@ def assign_new_faces(pipe: ClusteringPipeline, prev_feats: np.ndarray, prev_ids:
         prev_feats: ``(P, d)`` raw features of the previous faces, in the order of ``prev_ids``.
         prev_ids: ``(P,)`` their cluster ids (any integers); they are not changed.
         new_feats: ``(Q, d)`` raw features of the new faces.
-        k: neighbours per face (default: the model's K), capped at ``P + Q``.
+        k: neighbours per face (default: the model's K), capped at the number of distinct faces.
         prev_links: which old-old edges Infomap sees: ``"same"`` (within one previous cluster), ``"all"``, ``"none"``.
         timer: collects per-stage seconds.
         progress: progress bars.
@@ -173,12 +177,35 @@ def assign_new_faces(pipe: ClusteringPipeline, prev_feats: np.ndarray, prev_ids:
     if prev_ids.shape[0] != n_p:
         raise ValueError(f"{prev_ids.shape[0]} previous ids for {n_p} previous faces")
     n = n_p + n_q
-    k = min(k or pipe.graph.k, n)
+    check_id_room(prev_ids, n_q, "previous ids")
+    top = int(prev_ids.max())
 
     with timer("preprocess"):
         x = np.empty((n, prev_feats.shape[1]), dtype=np.float32)
         x[:n_p] = preprocess(prev_feats, pipe.mean)
         x[n_p:] = preprocess(new_feats, pipe.mean)
+        first, inverse = unique_rows(x)            # distinct faces, in order of first occurrence: old ones first
+        if len(first) < n:
+            x = x[first]
+    n_pu = int(np.searchsorted(first, n_p))        # distinct old faces
+    ids = np.empty(len(first), dtype=np.int64)
+    ids[:n_pu] = prev_ids[first[:n_pu]]
+    k = min(k or pipe.graph.k, len(first))
+    n_reached = 0
+    if len(first) > n_pu:
+        ids[n_pu:], n_reached = _join(pipe, x, n_pu, ids[:n_pu], k, top, prev_links, timer, progress)
+    new_ids = ids[inverse[n_p:]]
+    info = {"k": int(k), "n_reached": n_reached, "n_joined": int((new_ids <= top).sum()),
+            "n_new_clusters": int(np.unique(new_ids[new_ids > top]).shape[0])}
+    return new_ids, info
+
+
+def _join(pipe: ClusteringPipeline, x: np.ndarray, n_p: int, prev_ids: np.ndarray, k: int, top: int,
+          prev_links: str, timer: Timer, progress: bool) -> tuple[np.ndarray, int]:
+    """Steps 2-6 on distinct preprocessed faces ``x`` (the ``n_p`` old ones first, with ids ``prev_ids``): the ids
+    of the new faces (new clusters from ``top + 1``) and the number of old faces reached."""
+    n = x.shape[0]
+    n_q = n - n_p
     rows_g, nb_r, w = subgraph_weights(pipe, x, n_p, k, timer=timer, progress=progress)
     with timer("infomap"):
         n_r = rows_g.shape[0]
@@ -198,8 +225,5 @@ def assign_new_faces(pipe: ClusteringPipeline, prev_feats: np.ndarray, prev_ids:
         modules = infomap_cluster(n_r, rows[keep], cols[keep], ww[keep], seed=pipe.graph.seed,
                                   num_trials=pipe.graph.num_trials)
     with timer("assign"):
-        top = int(prev_ids.max())
         new_ids = map_modules(modules, n_q, prev_ids[rows_g[n_q:]], next_id=top + 1)
-    info = {"k": int(k), "n_reached": int(n_r - n_q), "n_joined": int((new_ids <= top).sum()),
-            "n_new_clusters": int(np.unique(new_ids[new_ids > top]).shape[0])}
-    return new_ids, info
+    return new_ids, int(n_r - n_q)

@@ -10,6 +10,7 @@ networks in batches over nodes.
 from __future__ import annotations
 
 import json
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -18,11 +19,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .edges import early_stop_mask, edge_prob, plain_jaccard, topk_jaccard
+from .edges import TRANSFORMS, early_stop_mask, edge_prob, plain_jaccard, topk_jaccard
 from .mapequation import infomap_cluster, knn_edges
 from .subgraphs import as_tensor, gather_subgraphs
 
-__all__ = ["GraphConfig", "combine_edges", "edge_weights", "refine_and_cluster", "predict_k", "predict_pairs", "Timer"]
+__all__ = ["GraphConfig", "combine_edges", "edge_weights", "refine_and_cluster", "predict_k", "predict_pairs", "Timer",
+           "check_state", "resolve_device"]
+
+JACCARDS = ("topk", "all", "plain", "none")
+COMBINES = ("product", "mean", "sdt", "jaccard")
+MAX_K = 1024          # neighbours per face a model may ask for (the project's models use 80)
+MAX_SEED = 2**31 - 2  # Infomap takes seed + 1 as a 32-bit integer
+MAX_TRIALS = 100      # Infomap trials (each one a full run)
 
 
 @dataclass
@@ -60,6 +68,30 @@ class GraphConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first field whose value this code cannot run (type or range)."""
+
+        def integer(name: str, lo: int, hi: int) -> None:
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                raise ValueError(f"graph {name} must be an integer in {lo}..{hi}, got {v!r}")
+
+        def real(name: str, v) -> None:
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+                raise ValueError(f"graph {name} must be a finite number, got {v!r}")
+
+        integer("k", 1, MAX_K)
+        integer("seed", 0, MAX_SEED)
+        integer("num_trials", 1, MAX_TRIALS)
+        for name, allowed in (("transform", tuple(TRANSFORMS)), ("jaccard", JACCARDS), ("combine", COMBINES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"unknown graph {name} {getattr(self, name)!r} ({', '.join(allowed)})")
+        real("threshold", self.threshold)
+        if not isinstance(self.early_stop, bool):
+            raise ValueError(f"graph early_stop must be true or false, got {self.early_stop!r}")
+        if self.edge_recall is not None:
+            real("edge_recall", self.edge_recall)
+
 
 class Timer:
     """Collects per-stage wall-clock seconds: ``with timer("knn"): ...``; ``timer.seconds`` is a dict."""
@@ -86,7 +118,7 @@ def jaccard_weights(nbrs: np.ndarray, sims: np.ndarray, k: np.ndarray | None, cf
         return plain_jaccard(nbrs, k)
     if cfg.jaccard == "none":
         return edge_prob(sims, cfg.transform)
-    raise ValueError(f"unknown jaccard {cfg.jaccard!r} (topk, all, plain, none)")
+    raise ValueError(f"unknown jaccard {cfg.jaccard!r} ({', '.join(JACCARDS)})")
 
 
 def combine_edges(p: np.ndarray, q: np.ndarray | None, how: str) -> np.ndarray:
@@ -99,7 +131,7 @@ def combine_edges(p: np.ndarray, q: np.ndarray | None, how: str) -> np.ndarray:
         return 0.5 * (p + q)
     if how == "sdt":
         return q
-    raise ValueError(f"unknown combine {how!r} (product, mean, sdt, jaccard)")
+    raise ValueError(f"unknown combine {how!r} ({', '.join(COMBINES)})")
 
 
 def edge_weights(nbrs: np.ndarray, sims: np.ndarray, cfg: GraphConfig, *, k: np.ndarray | None = None,
@@ -191,6 +223,81 @@ def predict_pairs(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np
 
 MODEL_FORMAT = "facecluster-model"
 MODEL_VERSION = 1
+NETWORKS = {"topk": "TopKPredictor", "sdt": "SDT"}
+STATE_KEYS = ("format", "version", "mean", "graph", "knn", "topk", "sdt", "meta")
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when torch sees a CUDA device, else ``"cpu"``; a CUDA device torch does not see is
+    an :class:`~clustering.io.InputError` (not a model problem)."""
+    from .io import InputError
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"device {device!r}: not a torch device (auto, cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device {device!r}: torch sees no CUDA device (CPU-only torch build, or no GPU or "
+                             f"driver); use the CPU (--device cpu or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"device {device!r}: torch sees {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def check_state(state: dict) -> None:
+    """Validate every field of a model file's state (after its format and version) before anything is built from
+    it: raise ``ValueError`` naming the field. A model file must never run to the end and write garbage (a NaN
+    mean, weights with NaN) or fail half-way (graph k = 0, an unknown transform or kNN method)."""
+    from .knn import check_knn_options
+
+    unknown = sorted(set(state) - set(STATE_KEYS))
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))}")
+    mean = state.get("mean")
+    if mean is not None:
+        if not isinstance(mean, torch.Tensor) or mean.ndim != 1 or not mean.is_floating_point() or mean.numel() == 0:
+            raise ValueError("mean must be a non-empty 1-D float tensor")
+        if not torch.isfinite(mean).all():
+            raise ValueError("mean has NaN or inf values")
+        if float(mean.double().norm()) > 1.0 + 1e-3:  # a mean of unit vectors
+            raise ValueError(f"mean has norm {float(mean.double().norm()):.3g}; the mean of unit vectors is at most 1")
+    graph = state.get("graph")
+    if not isinstance(graph, dict):
+        raise ValueError("graph settings missing")
+    fields = set(GraphConfig.__dataclass_fields__)
+    if set(graph) - fields:
+        raise ValueError(f"unknown graph setting(s) {', '.join(map(repr, sorted(set(graph) - fields)))}")
+    cfg = GraphConfig(**graph)
+    cfg.check()
+    if state.get("knn") is not None:
+        check_knn_options(state["knn"])
+    for slot, cls in NETWORKS.items():
+        net = state.get(slot)
+        if net is None:
+            continue
+        if not isinstance(net, dict) or set(net) != {"class", "config", "state_dict"}:
+            raise ValueError(f"{slot} network must hold class, config and state_dict")
+        if net["class"] != cls:
+            raise ValueError(f"{slot} network is a {net['class']!r}, expected {cls}")
+        config, weights = net["config"], net["state_dict"]
+        if not isinstance(config, dict) or not isinstance(weights, dict):
+            raise ValueError(f"{slot} network config and state_dict must be dicts")
+        if not all(isinstance(w, torch.Tensor) for w in weights.values()):
+            raise ValueError(f"{slot} network state_dict holds non-tensors")
+        bad = [name for name, w in weights.items() if w.is_floating_point() and not torch.isfinite(w).all()]
+        if bad:
+            raise ValueError(f"{slot} network weights have NaN or inf values ({', '.join(bad[:3])})")
+        if mean is not None and config.get("feat_dim") != mean.numel():
+            raise ValueError(f"{slot} network takes features of dimension {config.get('feat_dim')!r}, the mean has "
+                             f"{mean.numel()}")
+        if not isinstance(config.get("k"), int) or config["k"] < cfg.k:
+            raise ValueError(f"{slot} network handles k = {config.get('k')!r} neighbours, the graph asks for "
+                             f"{cfg.k}")
+    if state.get("meta") is not None and not isinstance(state["meta"], dict):
+        raise ValueError("meta must be a dict")
 
 
 class ClusteringPipeline:
@@ -212,7 +319,7 @@ class ClusteringPipeline:
         knn: keyword arguments for :func:`clustering.knn.knn_search` (method, nprobe, ...).
         batch_size: centres per network forward; ``None`` picks 256 on a CPU (the fastest of 128..2048 measured for
             the project's models on 2 cores: larger batches fall out of cache) and 4096 on a GPU.
-        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (:func:`resolve_device`).
         meta: free-form provenance stored in the file (training data, metrics, versions).
     """
 
@@ -224,7 +331,7 @@ class ClusteringPipeline:
         self.topk = topk
         self.sdt = sdt
         self.knn = dict(knn or {})
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.device = resolve_device(device)
         self.batch_size = batch_size or (256 if torch.device(self.device).type == "cpu" else 4096)
         self.meta = dict(meta or {})
         for m in (self.topk, self.sdt):
@@ -246,20 +353,23 @@ class ClusteringPipeline:
                      k: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Preprocess and build the kNN graph: ``(x, nbrs, sims)``. ``k`` overrides ``graph.k``; either is capped
         at the number of faces (a collection smaller than K is clustered with K = N)."""
-        from .knn import knn_search
         from .preprocess import preprocess
 
         timer = timer or Timer()
         with timer("preprocess"):
             x = preprocess(feats, self.mean)
+        return (x, *self._knn(x, k, timer, progress))
+
+    def _knn(self, x: np.ndarray, k: int | None, timer: Timer, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+        from .knn import knn_search
+
         with timer("knn"):
-            nbrs, sims = knn_search(x, min(k or self.graph.k, x.shape[0]), progress=progress, **self.knn_options())
-        return x, nbrs, sims
+            return knn_search(x, min(k or self.graph.k, x.shape[0]), progress=progress, **self.knn_options())
 
     def knn_options(self) -> dict:
         """Keyword arguments for :func:`clustering.knn.knn_search` / ``knn_index``: the model's kNN settings on
         this pipeline's device."""
-        return {"device": "cuda" if self.device.startswith("cuda") else "cpu", **self.knn}
+        return {"device": self.device if self.device.startswith("cuda") else "cpu", **self.knn}
 
     def predict(self, x: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, timer: Timer | None = None,
                 progress: bool = False) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -284,20 +394,38 @@ class ClusteringPipeline:
         k, q = self.predict(x, nbrs, sims, timer, progress)
         return refine_and_cluster(nbrs, sims, self.graph, k=k, pair_prob=q, timer=timer)
 
+    def cluster(self, feats, timer: Timer | None = None, progress: bool = False) -> tuple[np.ndarray, dict]:
+        """Cluster raw ``(N, d)`` embeddings (checked by the caller): ``(labels (N,) int64, info)``.
+
+        Identical faces (rows equal after preprocessing) are one node of the graph, expanded afterwards, so they
+        always share a cluster: as separate nodes a predicted ``k_i = 1`` (or a threshold) could cut the edge
+        between them. ``info``: ``k`` (neighbours used: the model's K, capped at the number of distinct faces) and
+        ``n_distinct``."""
+        from .preprocess import preprocess, unique_rows
+
+        timer = timer or Timer()
+        with timer("preprocess"):
+            x = preprocess(feats, self.mean)
+            first, inverse = unique_rows(x)
+            if len(first) < len(x):
+                x = x[first]
+        k = min(self.graph.k, x.shape[0])
+        nbrs, sims = self._knn(x, k, timer, progress)
+        labels = self.run_graph(x, nbrs, sims, timer, progress)
+        return labels[inverse], {"k": int(k), "n_distinct": int(len(first))}
+
     def __call__(self, feats: np.ndarray, timer: Timer | None = None, progress: bool = False) -> np.ndarray:
         """Cluster raw ``(N, d)`` embeddings; returns ``(N,)`` int64 cluster ids in input order.
 
-        Any N >= 1 works: a collection smaller than K is clustered with K = N. Raises
-        :class:`~clustering.io.InputError` for an empty or wrongly shaped array, a dimension other than the model's,
-        and rows with NaN/inf or all zeros."""
+        Any N >= 1 works: a collection smaller than K is clustered with K = N; identical faces share a cluster.
+        Raises :class:`~clustering.io.InputError` for an empty or wrongly shaped array, a dimension other than the
+        model's, and rows with NaN/inf or all zeros."""
         from .io import check_features, check_shape
 
-        timer = timer or Timer()
-        feats = np.asarray(feats) if not isinstance(feats, np.ndarray) else feats
+        feats = feats if hasattr(feats, "shape") else np.asarray(feats)
         check_shape(feats, "features", self.feat_dim)
         check_features(feats, "features")
-        x, nbrs, sims = self.graph_inputs(feats, timer, progress)
-        return self.run_graph(x, nbrs, sims, timer, progress)
+        return self.cluster(feats, timer, progress)[0]
 
     # ---- the model file ------------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -356,6 +484,7 @@ class ClusteringPipeline:
         from .io import InputError, check_model_file
 
         check_model_file(path)
+        device = resolve_device(device)  # a missing GPU is reported as such, not as a bad model file
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
@@ -367,7 +496,13 @@ class ClusteringPipeline:
             raise InputError(f"{path}: model file version {state.get('version')} is not supported by this code "
                              f"(version {MODEL_VERSION}); re-export it with this version's export.py")
         try:
+            check_state(state)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"{path}: invalid model file: {' '.join(str(exc).split())}") from None
+        try:
             return cls.from_state(state, device=device)
+        except InputError:
+            raise
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InputError(f"{path}: model file does not match this code's networks: {first}") from None

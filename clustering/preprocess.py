@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["fit_mean", "preprocess"]
+__all__ = ["fit_mean", "preprocess", "unique_rows"]
 
 
 def fit_mean(feats: np.ndarray, *, chunk_rows: int = 262_144) -> np.ndarray:
@@ -47,3 +47,31 @@ def preprocess(feats: np.ndarray, mean: np.ndarray | None = None, *, chunk_rows:
             block = np.where(ok[:, None], centred / np.maximum(norms, 1e-12), block)
         out[start:start + len(block)] = block
     return out
+
+
+def unique_rows(x: np.ndarray, *, chunk_rows: int = 16_384) -> tuple[np.ndarray, np.ndarray]:
+    """Exact duplicate rows: ``(first (U,), inverse (N,))`` with ``x[first]`` the distinct rows in order of first
+    occurrence and ``x[first][inverse]`` equal to ``x`` (bit for bit).
+
+    A random linear hash of 32 words of each row's bits (uint64 arithmetic, chunked, no copy of ``x``) finds the
+    rows whose hash repeats; only those are compared exactly (``np.unique`` on their bytes), so a hash collision
+    never merges different rows. Without duplicates ``first`` is ``0..N-1``.
+    """
+    x = np.ascontiguousarray(x)
+    n, d = x.shape
+    words = x.view(np.uint8).reshape(n, -1)
+    words = words.view(np.uint32) if words.shape[1] % 4 == 0 else words
+    words = words[:, :: max(1, words.shape[1] // 32)]  # 32 words spread over the row: a filter, checked exactly
+    coef = np.random.default_rng(0).integers(1, 2**63, size=words.shape[1], dtype=np.uint64) | np.uint64(1)
+    h = np.empty(n, dtype=np.uint64)
+    for start in range(0, n, chunk_rows):
+        h[start:start + chunk_rows] = (words[start:start + chunk_rows].astype(np.uint64) * coef).sum(axis=1)
+    _, h_inv, h_count = np.unique(h, return_inverse=True, return_counts=True)
+    first = np.arange(n, dtype=np.int64)
+    cand = np.flatnonzero(h_count[h_inv] > 1)
+    if cand.size:
+        rows = np.ascontiguousarray(x[cand]).view(np.dtype((np.void, x.dtype.itemsize * d))).reshape(-1)
+        _, at, inv = np.unique(rows, return_index=True, return_inverse=True)
+        first[cand] = cand[at[inv]]          # the earliest candidate with the same bytes
+    reps = np.flatnonzero(first == np.arange(n))
+    return reps, np.searchsorted(reps, first)

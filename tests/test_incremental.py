@@ -90,9 +90,9 @@ def test_duplicates_join_and_tiny_sets(split) -> None:
     prev = pipe(x[old])
     ids, _ = assign_new_faces(pipe, x[old], prev, x[old[:15]] * 3.0)  # the same faces again (other norm)
     np.testing.assert_array_equal(ids, prev[:15])
-    # fewer faces than K in all: K is capped at P + Q
+    # fewer faces than K in all: K is capped at the distinct faces of P + Q (an identical face is one node)
     ids, info = assign_new_faces(pipe, x[old[:1]], np.array([4]), x[old[:1]])
-    assert info["k"] == 2 and ids.tolist() == [4]
+    assert info["k"] == 1 and ids.tolist() == [4]
     ids, info = assign_new_faces(pipe, x[old[:2]], np.array([0, 1]), x[new[:3]])
     assert info["k"] == 5 and ids.shape == (3,)
 
