@@ -31,58 +31,84 @@ previous ones; the metrics are then over all faces of OUT), M gets
 The same input, model and seed give byte-identical output, run after run (exact kNN up to 300K faces, seeded
 Infomap, seeded IVF sample, networks in eval mode).
 
+``OUT.json`` also records ``features_sha256``, a fingerprint of the faces OUT lists (their float32 rows, in OUT's
+order): ``--assign-to`` refuses PREVIOUS_FEATS whose fingerprint differs from the one PREVIOUS_OUT.json records
+(reordered, changed or other faces), and a model other than the one that made PREVIOUS_OUT. Without
+PREVIOUS_OUT.json (or one from an older version) it runs with a note that it could not check.
+
 Bad input ends with a one-line message naming the file and the problem on stderr, exit status 2 (1 for an
-unexpected error, also one line unless --traceback; 3 for out of memory), and nothing written: every output goes
-to a temporary file in the destination folder, renamed into place only when all outputs are ready. A collection
-with fewer faces than the model's K is clustered with K = N (noted on stderr).
+unexpected error, also one line unless --traceback; 3 for out of memory; 130 for Ctrl-C, at any moment), and
+nothing written. What can be checked before the work is checked first, within seconds: every input must be a
+regular file (no FIFO or device), every output new or a regular file in a folder where a file can be created
+(each output's temporary file is created there at the start, and renamed into place only when all outputs are
+ready). Identical faces always share a cluster; a collection with fewer distinct faces than the model's K is
+clustered with K = that number (noted on stderr). ``--device cuda`` needs a CUDA device torch sees; the kNN runs
+on the CPU (with a note) when faiss has no GPU support.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
+import logging
 import os
 import platform
 import sys
 import tempfile
 import time
 
-import numpy as np
+# numpy, torch and the project's modules are imported inside the functions, so that main() sees a Ctrl-C during
+# their (seconds-long) import like any other
+
+PATH_FLAGS = ("model", "features", "labels", "out", "metrics_json", "assign_to", "previous_features",
+              "previous_labels")
 
 
-def _atomic_write_all(texts: dict[str, str]) -> None:
-    """Write every ``{path: text}`` to a temporary file beside it, then rename them all into place; on any error
-    remove the temporary files (nothing partial is left)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    tmps: dict[str, str] = {}
-    try:
-        for path, text in texts.items():
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
-                                       prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-            tmps[path] = tmp
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-            os.chmod(tmp, 0o666 & ~umask)
-        for path, tmp in tmps.items():
-            os.replace(tmp, path)
-    finally:
-        for tmp in tmps.values():
+class _Outputs:
+    """Every output of a run: checked and given its temporary file (beside it) before any work, so that an
+    unwritable folder or a name too long fails at once; written together and renamed into place at the end.
+    :meth:`discard` removes whatever temporary file is left (on success nothing is)."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = paths
+        self.tmps: dict[str, str] = {}
+
+    def reserve(self) -> None:
+        from clustering.io import InputError, check_output_path, name_limit
+
+        for path in self.paths:
+            check_output_path(path)
+            folder = os.path.dirname(os.path.abspath(path))
+            stem = os.fsdecode(os.fsencode(os.path.basename(path))[: max(1, name_limit(folder) - 16)])
+            try:
+                fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{stem}.", suffix=".tmp")
+            except OSError as err:
+                raise InputError(f"{path}: cannot create a file in {folder}: {err.strerror}") from None
+            os.close(fd)
+            self.tmps[path] = tmp
+
+    def commit(self, texts: dict[str, str]) -> None:
+        umask = os.umask(0)
+        os.umask(umask)
+        try:
+            for path, tmp in self.tmps.items():
+                with open(tmp, "w") as fh:
+                    fh.write(texts[path])
+                os.chmod(tmp, 0o666 & ~umask)
+            for path, tmp in self.tmps.items():
+                os.replace(tmp, path)
+        except OSError as err:  # name the output, not its hidden temporary file
+            raise OSError(err.errno, err.strerror, path) from None
+
+    def discard(self) -> None:
+        for tmp in self.tmps.values():
             if os.path.exists(tmp):
                 os.remove(tmp)
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _versions() -> dict:
     import faiss
     import infomap
+    import numpy as np
     import torch
 
     return {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
@@ -121,8 +147,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _check_args(args: argparse.Namespace) -> None:
     """Argument combinations and output paths, before anything is read (cheap, no torch import)."""
-    from clustering.io import InputError
+    from clustering.io import InputError, check_input_file
 
+    for flag in PATH_FLAGS:
+        if getattr(args, flag) == "":
+            raise InputError(f"--{flag.replace('_', '-')}: empty path")
     incremental = args.assign_to is not None
     if incremental and not args.previous_features:
         raise InputError(f"{args.assign_to}: --assign-to needs --previous-features (the faces it clusters)")
@@ -138,41 +167,98 @@ def _check_args(args: argparse.Namespace) -> None:
                          f"(the metrics are over all faces)")
     if args.previous_labels and not args.labels:
         raise InputError(f"{args.previous_labels}: --previous-labels needs --labels for the new faces too")
+    if args.labels and incremental and not args.previous_labels:
+        raise InputError(f"{args.labels}: --labels with --assign-to needs --previous-labels too (OUT and its metrics "
+                         f"cover all faces)")
     for flag, value in (("--dim", args.dim), ("--previous-dim", args.previous_dim),
                         ("--batch-size", args.batch_size)):
         if value is not None and value <= 0:
             raise InputError(f"{flag} must be a positive integer, got {value}")
     if args.seed is not None and args.seed < 0:
         raise InputError(f"--seed must be >= 0, got {args.seed}")
-    outs = [args.out, args.out + ".json"] + ([args.metrics_json] if args.metrics_json else [])
-    inputs = [p for p in (args.model, args.features, args.labels, args.previous_features, args.previous_labels)
-              if p]
-    real_in = {os.path.realpath(p) for p in inputs}
+    for flag, what in (("model", "model"), ("features", "features"), ("labels", "labels"),
+                       ("assign_to", "previous clustering"), ("previous_features", "previous features"),
+                       ("previous_labels", "previous labels")):
+        if getattr(args, flag) is not None:
+            check_input_file(getattr(args, flag), what)
+    outs = _output_paths(args)
+    real_in = {os.path.realpath(getattr(args, f)) for f in ("model", "features", "labels", "previous_features",
+                                                              "previous_labels") if getattr(args, f)}
     for out in outs:
         if args.assign_to and out != args.out and os.path.realpath(out) == os.path.realpath(args.assign_to):
             raise InputError(f"{out}: output path is PREVIOUS_OUT; only --out may replace it")
-        folder = os.path.dirname(os.path.abspath(out))
-        if not os.path.isdir(folder):
-            raise InputError(f"{out}: output folder {folder} does not exist")
-        if os.path.isdir(out):
-            raise InputError(f"{out}: output path is a directory")
         if os.path.realpath(out) in real_in:
             raise InputError(f"{out}: output path is one of the input files; it would be overwritten")
     if len({os.path.realpath(p) for p in outs}) < len(outs):
         raise InputError(f"{args.metrics_json}: --metrics-json must differ from --out and OUT.json")
 
 
-def run(args: argparse.Namespace) -> dict:
-    from clustering.io import InputError, check_model_file, load_cluster_ids, load_features, load_labels
+def _output_paths(args: argparse.Namespace) -> list[str]:
+    return [args.out, args.out + ".json"] + ([args.metrics_json] if args.metrics_json else [])
 
+
+def _check_previous(args: argparse.Namespace, prev_sha256: str, model_sha256: str, notes: list[str]) -> None:
+    """PREVIOUS_FEATS and the model must be those that made PREVIOUS_OUT, as PREVIOUS_OUT.json records them."""
+    from clustering.io import InputError, check_input_file
+
+    record = args.assign_to + ".json"
+    if not os.path.exists(record):
+        notes.append(f"{args.assign_to}: no {os.path.basename(record)} beside it; cannot check that "
+                     f"{args.previous_features} and {args.model} are the faces and the model that made it")
+        return
+    check_input_file(record, "previous clustering's record")
+    try:
+        if os.path.getsize(record) > 64 << 20:
+            raise ValueError("too large")
+        with open(record, encoding="utf-8") as fh:
+            side = json.load(fh)
+        if not isinstance(side, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{record}: not a record written by cluster.py ({_one_line(exc)[:80]})") from None
+    if side.get("model_sha256", model_sha256) != model_sha256:
+        raise InputError(f"{args.assign_to}: made with another model ({record} records model SHA-256 "
+                         f"{str(side['model_sha256'])[:12]}..., {args.model} has {model_sha256[:12]}...); use the "
+                         f"model that made it")
+    if "features_sha256" not in side:
+        notes.append(f"{record} records no fingerprint of its faces (an older cluster.py); cannot check that "
+                     f"{args.previous_features} are its faces in its order")
+    elif side["features_sha256"] != prev_sha256:
+        raise InputError(f"{args.previous_features}: not the faces {args.assign_to} clusters, in its order: their "
+                         f"fingerprint differs from the one {record} records (reordered, changed or other faces?)")
+
+
+def run(args: argparse.Namespace) -> dict:
     t_start = time.perf_counter()
     _check_args(args)
+    outputs = _Outputs(_output_paths(args))
+    try:
+        outputs.reserve()
+        result, texts = _cluster(args, t_start)
+        outputs.commit(texts)
+    finally:
+        outputs.discard()
+    return result
+
+
+def _cluster(args: argparse.Namespace, t_start: float) -> tuple[dict, dict[str, str]]:
+    """The work of :func:`run`: ``(result, {output path: text})``."""
+    import hashlib
+
+    import numpy as np
+
+    from clustering.io import (InputError, check_id_room, check_model_file, file_sha256, hash_rows,
+                               load_cluster_ids, load_features, load_labels)
+
     incremental = args.assign_to is not None
+    notes: list[str] = []
     check_model_file(args.model)  # cheap checks before importing torch; ClusteringPipeline.load does the rest
     seconds_load = time.perf_counter()
     # numpy-only reads first: bad data is reported without waiting for torch
     feats = load_features(args.features, dim=args.dim)
     labels = load_labels(args.labels, n=feats.shape[0]) if args.labels else None
+    model_sha256 = file_sha256(args.model)
+    fingerprint = hashlib.sha256()  # of the faces OUT lists, in its order
     prev_feats = prev_ids = prev_labels = None
     if incremental:
         prev_dim = args.previous_dim if args.previous_dim is not None else args.dim
@@ -181,8 +267,9 @@ def run(args: argparse.Namespace) -> dict:
             raise InputError(f"{args.previous_features}: previous features have dimension {prev_feats.shape[1]}, "
                              f"the new ones ({args.features}) {feats.shape[1]}")
         prev_ids = load_cluster_ids(args.assign_to, n=prev_feats.shape[0])
-        if args.previous_labels:
-            prev_labels = load_labels(args.previous_labels, n=prev_feats.shape[0])
+        check_id_room(prev_ids, feats.shape[0], args.assign_to)
+        prev_labels = load_labels(args.previous_labels, n=prev_feats.shape[0]) if args.previous_labels else None
+        _check_previous(args, hash_rows(fingerprint, prev_feats).hexdigest(), model_sha256, notes)
 
     import torch
 
@@ -200,6 +287,10 @@ def run(args: argparse.Namespace) -> dict:
     timer.seconds["load"] = time.perf_counter() - seconds_load
     if args.seed is not None:
         pipe.graph.seed = args.seed
+        try:
+            pipe.graph.check()
+        except ValueError as exc:
+            raise InputError(f"--seed {args.seed}: {exc}") from None
     if args.knn_method:
         pipe.knn["method"] = args.knn_method
     if args.batch_size:
@@ -209,31 +300,27 @@ def run(args: argparse.Namespace) -> dict:
     n_new = feats.shape[0]
     n_prev = 0 if prev_feats is None else prev_feats.shape[0]
     n = n_prev + n_new
-    k = min(pipe.graph.k, n)
-    notes = []
-    if k < pipe.graph.k:
-        what = f"{n_prev} previous + {n_new} new faces" if incremental else f"{n} face{'s' if n > 1 else ''}"
-        notes.append(f"only {what}: clustering with K = {k} neighbours instead of the model's {pipe.graph.k}")
-        print(f"note: {args.features}: {notes[-1]}", file=sys.stderr)
-    inc_info = None
     if incremental:
         from clustering.incremental import assign_new_faces
 
-        new_ids, inc_info = assign_new_faces(pipe, prev_feats, prev_ids, feats, k=k, timer=timer,
-                                             progress=args.progress)
+        new_ids, info = assign_new_faces(pipe, prev_feats, prev_ids, feats, timer=timer, progress=args.progress)
         pred = np.concatenate([prev_ids, new_ids])
-        if labels is not None and prev_labels is not None:
+        if labels is not None:
             labels = np.concatenate([prev_labels, labels])
-        else:
-            labels = None
     else:
-        x, nbrs, sims = pipe.graph_inputs(feats, timer, progress=args.progress, k=k)
-        pred = pipe.run_graph(x, nbrs, sims, timer, progress=args.progress)
+        pred, info = pipe.cluster(feats, timer, progress=args.progress)
+    k = info.pop("k")
+    if k < pipe.graph.k:
+        what = f"{n_prev} previous + {n_new} new faces" if incremental else f"{n} face{'s' if n > 1 else ''}"
+        notes.append(f"{args.features}: only {what}: clustering with K = {k} neighbours instead of the model's "
+                     f"{pipe.graph.k}")
+    for note in notes:
+        print(f"note: {_one_line(note)}", file=sys.stderr)
 
     texts = {args.out: "".join(f"{c}\n" for c in pred.tolist())}
     result = {"n_faces": int(n), "n_clusters": int(np.unique(pred).shape[0])}
-    if inc_info is not None:
-        result.update({"n_previous": int(n_prev), "n_new": int(n_new), **inc_info})
+    if incremental:
+        result.update({"n_previous": int(n_prev), "n_new": int(n_new), **info})
     if labels is not None:
         with timer("evaluate"):
             m = evaluate(labels, pred)
@@ -245,21 +332,21 @@ def run(args: argparse.Namespace) -> dict:
     if args.metrics_json:
         texts[args.metrics_json] = json.dumps(result, indent=1) + "\n"
     sidecar = {"command": sys.argv, "cwd": os.getcwd(), "model": os.path.abspath(args.model),
-               "model_sha256": _sha256(args.model),
+               "model_sha256": model_sha256,
                "features": os.path.abspath(args.features), "features_bytes": os.path.getsize(args.features),
+               "features_sha256": hash_rows(fingerprint, feats).hexdigest(),
                "n_faces": int(n), "k": int(k), "seed": int(pipe.graph.seed), "graph": pipe.graph.to_dict(),
                "knn": pipe.knn, "batch_size": pipe.batch_size, "device": pipe.device, "versions": _versions(),
                "notes": notes, "seconds": seconds, "model_meta": pipe.meta}
     if incremental:
         sidecar["assign_to"] = {"previous_out": os.path.abspath(args.assign_to),
-                                "previous_out_sha256": _sha256(args.assign_to),
+                                "previous_out_sha256": file_sha256(args.assign_to),
                                 "previous_features": os.path.abspath(args.previous_features),
                                 "previous_features_bytes": os.path.getsize(args.previous_features),
-                                "n_previous": int(n_prev), "n_new": int(n_new), **inc_info,
+                                "n_previous": int(n_prev), "n_new": int(n_new), **info,
                                 "order": "previous faces first (ids unchanged), then the new faces"}
     texts[args.out + ".json"] = json.dumps(sidecar, indent=1, default=str) + "\n"
-    _atomic_write_all(texts)
-    return result
+    return result, texts
 
 
 def _one_line(text: str) -> str:
@@ -267,7 +354,16 @@ def _one_line(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # at any moment, imports included: one line, nothing written
+        print("error: interrupted; no output written", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     args = parse_args(argv)
+    logging.basicConfig(format="note: %(message)s", level=logging.WARNING)  # library warnings (kNN on the CPU)
     from clustering.io import InputError
 
     try:
@@ -280,8 +376,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 3
     except KeyboardInterrupt:
-        print("error: interrupted; no output written", file=sys.stderr)
-        return 130
+        raise
     except OSError as err:
         if args.traceback:
             raise
