@@ -97,6 +97,9 @@ def check_output_path(path: str | os.PathLike, what: str = "output") -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise InputError(f"{path}: output folder {folder} does not exist")
+    name_max = name_limit(folder)
+    if len(os.fsencode(os.path.basename(path))) > name_max:
+        raise InputError(f"{path}: file name is longer than the {name_max} bytes its folder allows")
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -107,9 +110,6 @@ def check_output_path(path: str | os.PathLike, what: str = "output") -> None:
         raise InputError(f"{path}: output path is a directory")
     if mode is not None and not stat.S_ISREG(mode):
         raise InputError(f"{path}: output path is {_kind(mode)}, not a regular file; it would be replaced")
-    name_max = name_limit(folder)
-    if len(os.fsencode(os.path.basename(path))) > name_max:
-        raise InputError(f"{path}: file name is longer than the {name_max} bytes its folder allows")
 
 
 def name_limit(folder: str) -> int:
@@ -187,8 +187,9 @@ class RowFile:
             raise InputError(f"{self.path}: the file changed size while being read ({self.size} bytes when opened, "
                              f"{size} now); was it overwritten during the run?")
 
-    def take(self, index: np.ndarray, chunk_rows: int = 262_144) -> np.ndarray:
-        """Rows at ``index`` (any order, repeats allowed), reading the file once in chunks."""
+    def take(self, index: np.ndarray, chunk_rows: int = 262_144, gap: int = 64) -> np.ndarray:
+        """Rows at ``index`` (any order, repeats allowed). Runs of indices closer than ``gap`` rows are read as one
+        span (in chunks), so a few rows spread over a huge file cost a few small reads, not a scan."""
         index = np.asarray(index)
         if index.dtype == bool:
             index = np.flatnonzero(index)
@@ -196,11 +197,15 @@ class RowFile:
         if index.size and (index.min() < 0 or index.max() >= self.shape[0]):
             raise IndexError(f"row index out of range for {self.shape[0]} rows")
         out = np.empty((index.shape[0], self.shape[1]), dtype=np.float32)
-        lo, hi = (int(index.min()), int(index.max()) + 1) if index.size else (0, 0)
-        for start in range(lo, hi, chunk_rows):
-            sel = np.flatnonzero((index >= start) & (index < start + chunk_rows))
-            if sel.size:
-                out[sel] = self.rows(start, start + chunk_rows)[index[sel] - start]
+        order = np.argsort(index, kind="stable")
+        srt = index[order]
+        for run in np.split(np.arange(len(srt)), np.flatnonzero(np.diff(srt) > gap) + 1):
+            if not run.size:
+                continue
+            lo, hi = int(srt[run[0]]), int(srt[run[-1]]) + 1
+            for start in range(lo, hi, chunk_rows):
+                sel = run[(srt[run] >= start) & (srt[run] < start + chunk_rows)]
+                out[order[sel]] = self.rows(start, min(hi, start + chunk_rows))[srt[sel] - start]
         return out
 
     def __getitem__(self, key):
