@@ -85,11 +85,11 @@ def faiss_gpu(device: str = "auto") -> int | None:
     n_gpu = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") and hasattr(faiss, "StandardGpuResources") else 0
     if device == "auto" and n_gpu == 0:
         return None
-    gpu = _cuda_index(device if device != "gpu" else "cuda")
     if n_gpu == 0:
         log.warning("the kNN runs on the CPU: this faiss build has no GPU support (faiss-cpu); install faiss-gpu "
                     "(environment.yml) for a GPU kNN")
         return None
+    gpu = _cuda_index(device if device != "gpu" else "cuda")
     if gpu >= n_gpu:
         log.warning("the kNN runs on the CPU: CUDA device %d asked for, but faiss sees %d GPU(s)", gpu, n_gpu)
         return None
@@ -97,10 +97,11 @@ def faiss_gpu(device: str = "auto") -> int | None:
 
 
 def _to_gpu(index, gpu: int):
-    """Copy a CPU index to GPU ``gpu`` (its resources kept alive on the returned index)."""
+    """Copy a CPU index to GPU ``gpu``, its resources kept alive by the returned index (in ``referenced_objects``,
+    the one attribute faiss >= 1.15 lets Python add to an index: any other name raises AttributeError)."""
     res = faiss.StandardGpuResources()
     index = faiss.index_cpu_to_gpu(res, gpu, index)
-    index.referenced_resources = res
+    index.referenced_objects = [*getattr(index, "referenced_objects", []), res]
     return index
 
 

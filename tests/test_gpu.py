@@ -1,0 +1,155 @@
+"""GPU machines (issue 9). CPU-only tests simulate CUDA: torch.cuda.is_available() patched to True, and either the
+real faiss-cpu (no GPU support: the kNN must fall back to the CPU with a note) or a faiss patched to "see" GPUs (to
+check which device and index it is given). ``@pytest.mark.gpu`` tests run where CUDA exists
+(``scripts/gpu_check.sh``) and are skipped here with the reason."""
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+import torch
+
+from clustering.knn import knn_index, knn_search
+from clustering.metrics import evaluate
+from clustering.pipeline import ClusteringPipeline, GraphConfig
+from clustering.preprocess import fit_mean, preprocess
+from clustering.synthetic import make_synthetic
+from test_cluster_cli import D, ENV, make_model
+
+ROOT = Path(__file__).resolve().parents[1]
+FAISS_HAS_GPU = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+cpu_faiss_only = pytest.mark.skipif(FAISS_HAS_GPU, reason="this faiss build has GPU support")
+
+
+@pytest.fixture(scope="module")
+def faces() -> tuple[np.ndarray, np.ndarray]:
+    return make_synthetic(n_identities=40, dim=D, seed=5, max_size=30)
+
+
+def _plain(x: np.ndarray, device: str) -> ClusteringPipeline:
+    """No networks (nothing to move to a GPU that is not there): cosine kNN + Infomap."""
+    return ClusteringPipeline(fit_mean(x), GraphConfig(k=10, jaccard="none", transform="cosine", threshold=0.5),
+                              knn={"method": "flat"}, device=device)
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch: pytest.MonkeyPatch):
+    """torch says CUDA is there, current device 1 (as on DDP rank 1)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+
+
+@pytest.fixture
+def fake_faiss_gpu(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """faiss "sees" two GPUs; index_cpu_to_gpu records the device and keeps the index on the CPU."""
+    devices: list[int] = []
+
+    def to_gpu(res, device, index):
+        devices.append(device)
+        return index
+
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 2)
+    monkeypatch.setattr(faiss, "StandardGpuResources", lambda: object(), raising=False)
+    monkeypatch.setattr(faiss, "index_cpu_to_gpu", to_gpu, raising=False)
+    return devices
+
+
+@cpu_faiss_only
+def test_cuda_torch_with_faiss_cpu_falls_back_to_the_cpu(faces, fake_cuda, caplog) -> None:
+    x, _ = faces
+    pipe = _plain(x, "auto")
+    assert pipe.device == "cuda"
+    with caplog.at_level(logging.WARNING, logger="clustering.knn"):
+        labels = pipe(x)
+    assert "kNN runs on the CPU" in caplog.text and "faiss-cpu" in caplog.text
+    np.testing.assert_array_equal(labels, _plain(x, "cpu")(x))
+
+
+@cpu_faiss_only
+def test_cluster_cli_with_cuda_torch_and_faiss_cpu(faces, tmp_path: Path) -> None:
+    """cluster.py --device auto on a (simulated) CUDA machine with pip's faiss-cpu: a note, then the result."""
+    x, _ = faces
+    model = make_model(tmp_path / "plain.pt", x, nets=False)
+    np.save(tmp_path / "x.npy", x)
+    argv = ["cluster.py", "--model", str(model), "--features", str(tmp_path / "x.npy")]
+    code = f"""
+        import runpy, sys, torch
+        torch.cuda.is_available = lambda: True
+        sys.argv = {argv + ["--out", str(tmp_path / "gpu.txt")]!r}
+        runpy.run_path("cluster.py", run_name="__main__")
+    """
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=ROOT, env=ENV, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "note: the kNN runs on the CPU: this faiss build has no GPU support" in r.stderr
+    assert json.loads((tmp_path / "gpu.txt.json").read_text())["device"] == "cuda"
+    cpu = subprocess.run([sys.executable, *argv, "--out", str(tmp_path / "cpu.txt"), "--device", "cpu"], cwd=ROOT,
+                         env=ENV, capture_output=True, text=True, timeout=120)
+    assert cpu.returncode == 0 and (tmp_path / "gpu.txt").read_text() == (tmp_path / "cpu.txt").read_text()
+
+
+def test_faiss_uses_the_process_cuda_device(faces, fake_cuda, fake_faiss_gpu, monkeypatch) -> None:
+    x = preprocess(faces[0])
+    knn_search(x, 5, device="cuda:1", method="flat")
+    knn_search(x, 5, device="cuda", method="flat")          # torch's current device (1 here), not device 0
+    _plain(faces[0], "auto")(faces[0])                       # the pipeline passes its own device
+    assert fake_faiss_gpu == [1, 1, 1]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("LOCAL_RANK", "1")                    # no torch CUDA: the DDP rank's device
+    knn_search(x, 5, device="cuda", method="flat")
+    assert fake_faiss_gpu[-1] == 1
+
+
+def test_exact_search_on_a_gpu_above_the_cpu_limit(faces, fake_faiss_gpu) -> None:
+    x = preprocess(faces[0])
+    assert isinstance(knn_index(x, 5, device="cpu", flat_max=50), faiss.IndexIVFFlat)
+    assert isinstance(knn_index(x, 5, device="cuda:0", flat_max=50), faiss.IndexFlatIP)
+    assert isinstance(knn_index(x, 5, device="cuda:0", flat_max=50, gpu_flat_max=50), faiss.IndexIVFFlat)
+
+
+# ------------------------------------------------------------------------------------------------ on a GPU
+
+
+@pytest.mark.gpu
+def test_gpu_knn_matches_cpu() -> None:
+    x = preprocess(np.random.default_rng(0).standard_normal((20_000, 64)).astype(np.float32))
+    nb_c, s_c = knn_search(x, 20, device="cpu", method="flat")
+    nb_g, s_g = knn_search(x, 20, device="cuda", method="flat")
+    np.testing.assert_allclose(s_g, s_c, atol=1e-4)
+    assert np.mean(nb_g == nb_c) > 0.99
+
+
+@pytest.mark.gpu
+def test_gpu_pipeline_matches_cpu(faces) -> None:
+    from models import SDT, TopKPredictor
+
+    x, _ = faces
+    torch.manual_seed(0)
+    kw = dict(feat_dim=D, k=10, d_model=16, num_layers=1, num_heads=2, dim_feedforward=32)
+    topk, sdt = TopKPredictor(**kw), SDT(**kw)
+    gpu = ClusteringPipeline(fit_mean(x), GraphConfig(k=10), topk, sdt, device="cuda")
+    assert next(gpu.topk.parameters()).is_cuda
+    on_gpu = gpu(x)
+    on_cpu = ClusteringPipeline(gpu.mean, gpu.graph, topk.cpu(), sdt.cpu(), device="cpu")(x)
+    assert evaluate(on_cpu, on_gpu)["pairwise_f"] > 0.99  # float differences may move a borderline edge, no more
+
+
+@pytest.mark.gpu
+def test_gpu_cluster_cli(faces, tmp_path: Path) -> None:
+    x, y = faces
+    model = make_model(tmp_path / "model.pt", x)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    r = subprocess.run([sys.executable, "cluster.py", "--model", str(model), "--features", str(tmp_path / "x.npy"),
+                        "--labels", str(tmp_path / "y.npy"), "--out", str(tmp_path / "c.txt"), "--device", "cuda"],
+                       cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "c.txt.json").read_text())["device"] == "cuda"
