@@ -12,7 +12,7 @@ DIM      ?= 128
 MODEL    ?= artifacts/model.pt
 SEED     ?= 0
 
-.PHONY: venv test demo model bench-quality bench-speed clean
+.PHONY: venv test demo model bench-quality bench-speed bench-scale clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,16 @@ model: venv
 
 bench-quality: venv
 	$(PY) benchmarks/quality.py --datasets lfw-dlib synthetic --json benchmarks/results/quality.json
+
+# the scale ladder (benchmarks/scale.py): a model trained on the ~8K-face synthetic train file, tested at 1x, 3x, 12x
+SCALE_MODEL ?= artifacts/scale/model.pt
+bench-scale: venv
+	$(PY) benchmarks/scale.py --write-train artifacts/scale
+	test -f $(SCALE_MODEL) || $(PY) scripts/make_model.py --features artifacts/scale/train_features.npy \
+		--labels artifacts/scale/train_labels.npy --out $(SCALE_MODEL) --seed $(SEED)
+	$(PY) benchmarks/scale.py --json benchmarks/results/scale.json --model "method=$(SCALE_MODEL)" \
+		--model "no SDT (Top-K Jaccard, predicted k)=$(SCALE_MODEL)@combine=jaccard" \
+		--model "lfw-dlib rule (edge probability x SDT, 0.5)=$(SCALE_MODEL)@jaccard=none,threshold=0.5"
 
 bench-speed: venv
 	$(PY) benchmarks/speed.py --sizes 10000 100000 --json benchmarks/results/speed.json

@@ -27,6 +27,17 @@ class Split:
     labels: np.ndarray
 
 
+def largest_clusters(true: np.ndarray, pred: np.ndarray, top: int = 5) -> list[dict]:
+    """The ``top`` largest predicted clusters: faces, distinct identities, and the share of its largest identity."""
+    _, inv, sizes = np.unique(pred, return_inverse=True, return_counts=True)
+    out = []
+    for c in np.argsort(-sizes, kind="stable")[:top]:
+        ids, counts = np.unique(true[inv == c], return_counts=True)
+        out.append({"faces": int(sizes[c]), "identities": int(len(ids)),
+                    "purity": round(float(counts.max() / sizes[c]), 3)})
+    return out
+
+
 def load_dataset(name: str, data_root: Path = DATA_ROOT) -> dict[str, Split] | None:
     """``{"train": Split, "test": Split}`` or ``None`` (with a message) when the data is absent."""
     if name == "synthetic":

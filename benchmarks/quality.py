@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from common import load_dataset  # noqa: I001  (benchmarks/ is the script folder)
+from common import largest_clusters, load_dataset  # noqa: I001  (benchmarks/ is the script folder)
 from clustering.edges import oracle_k
 from clustering.knn import knn_search
 from clustering.metrics import evaluate, selection_score
@@ -69,6 +69,7 @@ def run_baselines(dataset: str, graphs: dict, methods: list[str]) -> list[dict]:
             params = {**cfg.to_dict(), "tuned_on": "train", "grid": list(map(float, grid)),
                       "description": DESCRIPTION[method]}
             rows.append(record(dataset, split, method, m, timer.seconds["total"] + g["seconds"], params))
+            rows[-1]["largest"] = largest_clusters(g["labels"], labels)
     return rows
 
 

@@ -1,0 +1,87 @@
+"""The scale-ladder benchmark (benchmarks/scale.py) and the HDBSCAN baseline, on tiny synthetic data."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from baselines import hdbscan_cluster  # noqa: E402
+from common import largest_clusters  # noqa: E402
+from scale import k_error, main as scale_main, rung_config  # noqa: E402
+
+from clustering.knn import knn_search  # noqa: E402
+from clustering.metrics import evaluate  # noqa: E402
+from clustering.pipeline import ClusteringPipeline, GraphConfig  # noqa: E402
+from clustering.preprocess import fit_mean, preprocess  # noqa: E402
+from clustering.synthetic import make_synthetic  # noqa: E402
+from models import SDT, TopKPredictor  # noqa: E402
+
+
+def test_largest_clusters_counts_faces_identities_and_purity() -> None:
+    true = np.array([0, 0, 0, 1, 1, 2, 3])
+    pred = np.array([5, 5, 5, 5, 7, 7, 9])
+    assert largest_clusters(true, pred, top=2) == [
+        {"faces": 4, "identities": 2, "purity": 0.75},
+        {"faces": 2, "identities": 2, "purity": 0.5},
+    ]
+
+
+def test_k_error_by_band_of_the_oracle_k() -> None:
+    k_star = np.array([1, 1, 3, 80])
+    k_pred = np.array([1, 5, 2, 60])
+    rows = {r["k_star"]: r for r in k_error(k_pred, k_star)}
+    assert rows["1"] == {"k_star": "1", "faces": 2, "mae": 2.0, "mean_k": 3.0}
+    assert rows["2-5"]["mae"] == 1.0 and rows["80"]["mae"] == 20.0
+    assert "6-20" not in rows  # empty bands are left out
+
+
+def test_rungs_scale_the_train_identities_with_their_own_seed() -> None:
+    assert rung_config(12, 1100) == {"n_identities": 13200, "seed": 112}
+    assert rung_config(1, 50)["seed"] != rung_config(3, 50)["seed"]
+
+
+def test_hdbscan_on_the_knn_graph_finds_separated_identities_and_keeps_noise_apart() -> None:
+    x, y = make_synthetic(n_identities=30, dim=32, seed=3, max_size=20, near_pair_frac=0.0, lowq_frac=0.0,
+                          sigma_min=0.2, sigma_max=0.3)
+    nbrs, sims = knn_search(preprocess(x, fit_mean(x)), 10, method="flat")
+    pred = hdbscan_cluster(nbrs, sims, 2)
+    assert pred.shape == y.shape and pred.min() >= 0  # noise points become singletons, not label -1
+    m = evaluate(y, pred)
+    assert m["pairwise_f"] > 0.95 and m["bcubed_f"] > 0.95
+    # a lone far-away face is noise, kept apart as a singleton of its own
+    far = np.vstack([x, -x.mean(0, keepdims=True) * 50]).astype(np.float32)
+    nbrs, sims = knn_search(preprocess(far, fit_mean(x)), 10, method="flat")
+    pred = hdbscan_cluster(nbrs, sims, 2)
+    assert (pred == pred[-1]).sum() == 1
+
+
+def test_scale_ladder_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    scale_main(["--write-train", "data", "--train-identities", "40"])
+    feats = np.load("data/train_features.npy")
+    assert feats.shape[1] == 256 and len(np.load("data/train_labels.npy")) == len(feats)
+    torch.manual_seed(0)
+    pipe = ClusteringPipeline(fit_mean(feats), GraphConfig(k=80, threshold=0.05),
+                              TopKPredictor(256, 80, d_model=8, num_layers=1, num_heads=1, dim_feedforward=8),
+                              SDT(256, 80, d_model=8, num_layers=1, num_heads=1, dim_feedforward=8),
+                              knn={"method": "flat"}, device="cpu")
+    pipe.save("model.pt")
+    scale_main(["--train-identities", "40", "--sizes", "1", "2", "--json", "out.json", "--model", "m=model.pt",
+                "--model", "m-nosdt=model.pt@combine=jaccard,threshold=0.0"])
+    out = json.loads(Path("out.json").read_text())
+    assert out["protocol"]["rungs"] == {"1x": {"n_identities": 40, "seed": 101}, "2x": {"n_identities": 80, "seed": 102}}
+    rows = {(r["method"], r["split"]): r for r in out["records"]}
+    methods = {"knn-infomap", "hdbscan", "topk-jaccard-oracle", "m", "m-nosdt"}
+    assert set(rows) == {(m, s) for m in methods for s in ("train", "1x", "2x")}
+    assert rows["hdbscan", "1x"]["params"]["tuned_on"] == "train"
+    assert rows["m-nosdt", "2x"]["params"]["combine"] == "jaccard" and rows["m", "2x"]["params"]["combine"] == "product"
+    assert all(0.0 <= r["pairwise_f"] <= 1.0 and r["largest"] for r in out["records"])
+    n_1x = len(make_synthetic(**rung_config(1, 40))[1])
+    assert sum(band["faces"] for band in rows["m", "1x"]["k_error"]) == n_1x  # every face in one band of k*
