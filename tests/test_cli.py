@@ -34,9 +34,12 @@ def test_shipped_configs_parse(experiment: Path, trainer: tuple[str, ...], capsy
     module = "TopKModule" if experiment.stem.endswith("_topk") else "SDTModule"
     assert config["model"]["class_path"].endswith(module)
     assert config["checkpoint"]["dirpath"] == f"runs/{experiment.stem}/checkpoints"
-    if module == "SDTModule":
+    if experiment.stem.endswith("_sdt"):
         topk_stage = experiment.stem.replace("_sdt", "_topk")
         assert config["model"]["init_args"]["topk_ckpt"] == f"runs/{topk_stage}/checkpoints/best.ckpt"
+    elif module == "SDTModule":  # a GNN baseline: the pair stage alone, its pivot subgraphs for the data
+        assert config["model"]["init_args"]["topk_ckpt"] is None and config["model"]["init_args"]["schedule"] == "oracle"
+        assert config["model"]["init_args"]["model"]["class_path"] in ("models.LGCN", "models.PivotGAT")
 
 
 def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
