@@ -9,11 +9,11 @@ the command line (``--model.init_args.optimizer.init_args.lr=1e-3``). See ``conf
 Values shared by data and networks are given once: ``data.k`` is linked to the networks' ``k`` and the data's
 feature width (:meth:`FaceGraphDataModule.feature_dim`: the synthetic ``dim``, ``data.dim`` or the ``.npy`` header)
 to their ``feat_dim``, both at parse time, so the saved ``config.yaml`` shows them; ``data.pivot_u`` (the pivot
-subgraph links the GNN baselines read) is set from the network's ``pivot_u`` when the classes are instantiated. Three callbacks are always
-present and configured at the top level: ``evaluation`` (:class:`callbacks.ClusteringEvaluation`, the end-to-end
-val clustering metrics), ``checkpoint`` (``ModelCheckpoint`` on ``val/pairwise_f``: ``best.ckpt``) and
-``last_checkpoint`` (``last.ckpt`` after every epoch, in the same ``checkpoint.dirpath``; every N steps instead with
-``--last_checkpoint.every_n_train_steps=N``).
+subgraph links the GNN baselines read) is set from the network's ``pivot_u`` when the classes are instantiated.
+Three callbacks are always present and configured at the top level: ``evaluation``
+(:class:`callbacks.ClusteringEvaluation`, the end-to-end val clustering metrics), ``checkpoint``
+(``ModelCheckpoint`` on ``val/pairwise_f``: ``best.ckpt``) and ``last_checkpoint`` (``last.ckpt`` after every epoch,
+in the same ``checkpoint.dirpath``; every N steps instead with ``--last_checkpoint.every_n_train_steps=N``).
 
 Resuming: the same command plus ``--ckpt_path last`` continues from the newest ``last*.ckpt`` in
 ``checkpoint.dirpath`` (none there: a fresh start) and ends where the uninterrupted run ends: the data order is a

@@ -318,8 +318,9 @@ class ClusteringPipeline:
                    progress: bool = False):
         """The kNN graph of raw ``(N, d)`` embeddings as a PyTorch Geometric ``Data``, for PyG code.
 
-        Same input checks as :meth:`__call__`. ``x (N, d)`` preprocessed features, ``edge_index (2, N K)`` neighbour -> face and ``edge_attr (N K,)``
-        cosine similarity (:func:`clustering.graph.knn_data`; edge ``i K + s`` is the pair ``(i, nbrs[i, s])``).
+        Same input checks as :meth:`__call__`. ``x (N, d)`` preprocessed features, ``edge_index (2, N K)``
+        neighbour -> face and ``edge_attr (N K,)`` cosine similarity (:func:`clustering.graph.knn_data`; edge
+        ``i K + s`` is the pair ``(i, nbrs[i, s])``).
         With ``networks`` also what the model adds: ``k (N,)`` predicted Top-K sizes (with a Top-K predictor),
         ``pair_prob (N K,)`` pair probabilities (with a pair classifier) and ``edge_weight (N K,)``, the weights
         the model's graph rule gives Infomap (edges at or under ``graph.threshold`` are pruned)."""

@@ -45,8 +45,8 @@ class SDTModule(OptimizedModule):
 
     Pair loss: ``BCEWithLogits(z_ij, same_ij)`` over the K - 1 neighbours (the centre's own pair is left out unless
     ``include_self``), with an optional ``pos_weight``. Logs ``{stage}/loss``, ``{stage}/pair_loss``,
-    ``{stage}/pair_{acc,precision,recall}`` (threshold 0.5), ``train/lambda_{l}`` of every SDT layer, and, with a Top-K
-    predictor, ``{stage}/k_mae`` / ``{stage}/k_acc`` (plus ``{stage}/topk_loss`` when joint).
+    ``{stage}/pair_{acc,precision,recall}`` (threshold 0.5), ``train/lambda_{l}`` of every SDT layer, and, with a
+    Top-K predictor, ``{stage}/k_mae`` / ``{stage}/k_acc`` (plus ``{stage}/topk_loss`` when joint).
 
     A checkpoint is self-contained: when the Top-K predictor comes from ``topk_ckpt`` its architecture is written
     into the hyper-parameters (and ``topk_ckpt`` cleared), its weights into the state dict.
@@ -159,7 +159,7 @@ class SDTModule(OptimizedModule):
         return loss
 
     def pipeline(self, graph: GraphConfig, mean: np.ndarray | None, **kwargs) -> ClusteringPipeline:
-        """Inference object with the Top-K predictor (if any) and the pair classifier (shares the networks: no copy; they are
-        put in eval mode). ``kwargs`` go to :class:`~clustering.pipeline.ClusteringPipeline`."""
+        """Inference object with the Top-K predictor (if any) and the pair classifier (shares the networks: no copy;
+        they are put in eval mode). ``kwargs`` go to :class:`~clustering.pipeline.ClusteringPipeline`."""
         kwargs.setdefault("device", str(self.device))
         return ClusteringPipeline(mean, graph, topk=self.topk, sdt=self.model, **kwargs)

@@ -21,10 +21,11 @@ class PivotGNN(nn.Module):
     The subgraph of centre c has its K neighbours :math:`v_0 = c, v_1, \dots, v_{K-1}` as nodes, linked when one is
     among the other's ``pivot_u`` nearest neighbours in the whole kNN graph (``adj``). Node features are relative to
     the pivot, :math:`h^{(0)}_a = x_{v_a} - x_c`; ``num_layers`` graph convolutions (:meth:`make_conv`, a PyG layer
-    run on the subgraphs as one :class:`~torch_geometric.data.Batch`, with :meth:`edge_features` as edge input), each followed by PReLU and dropout, then a per-node
-    MLP classifier :math:`z_a = w_2^\top \mathrm{PReLU}(W_1 h_a + b_1) + b_2`: the logit that :math:`v_a` has the
-    centre's identity ("linked to the pivot"). Permutation-equivariant in the nodes other than the centre (no rank
-    or similarity input besides what the features and links carry).
+    run on the subgraphs as one :class:`~torch_geometric.data.Batch`, with :meth:`edge_features` as edge input),
+    each followed by PReLU and dropout, then a per-node MLP classifier
+    :math:`z_a = w_2^\top \mathrm{PReLU}(W_1 h_a + b_1) + b_2`: the logit that :math:`v_a` has the centre's identity
+    ("linked to the pivot"). Permutation-equivariant in the nodes other than the centre (no rank or similarity
+    input besides what the features and links carry).
 
     Args:
         feat_dim (int): feature width F.

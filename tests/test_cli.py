@@ -38,8 +38,9 @@ def test_shipped_configs_parse(experiment: Path, trainer: tuple[str, ...], capsy
         topk_stage = experiment.stem.replace("_sdt", "_topk")
         assert config["model"]["init_args"]["topk_ckpt"] == f"runs/{topk_stage}/checkpoints/best.ckpt"
     elif module == "SDTModule":  # a GNN baseline: the pair stage alone, its pivot subgraphs for the data
-        assert config["model"]["init_args"]["topk_ckpt"] is None and config["model"]["init_args"]["schedule"] == "oracle"
-        assert config["model"]["init_args"]["model"]["class_path"] in ("models.LGCN", "models.PivotGAT")
+        args = config["model"]["init_args"]
+        assert args["topk_ckpt"] is None and args["schedule"] == "oracle"
+        assert args["model"]["class_path"] in ("models.LGCN", "models.PivotGAT")
 
 
 def test_ddp_two_cpu_processes(tmp_path: Path) -> None:

@@ -38,7 +38,8 @@ def test_knn_data_matches_the_arrays(graph) -> None:
     assert isinstance(data, Data) and data.num_nodes == 60 and data.num_edges == 600 and data.y.shape == (60,)
     src, dst = data.edge_index
     # edge i K + s: neighbour nbrs[i, s] -> face i, weighted by their similarity
-    assert torch.equal(dst, torch.arange(60).repeat_interleave(10)) and torch.equal(src, torch.from_numpy(nbrs).view(-1))
+    assert torch.equal(dst, torch.arange(60).repeat_interleave(10))
+    assert torch.equal(src, torch.from_numpy(nbrs).view(-1))
     assert torch.equal(data.edge_attr, torch.from_numpy(sims).view(-1))
     np.testing.assert_allclose((data.x[src] * data.x[dst]).sum(-1), data.edge_attr, atol=1e-5)
     # a PyG aggregation at each face runs over its K neighbours
@@ -86,7 +87,8 @@ def test_datamodule_gives_pyg_graphs_and_batches() -> None:
     dm.setup("fit")
     g, data = dm.train_graph, dm.train_data
     assert data is dm.train_data and dm.val_data.num_nodes == len(dm.val_graph)  # built once
-    assert torch.equal(knn_arrays(data)[0], torch.from_numpy(g.nbrs)) and torch.equal(data.y, torch.from_numpy(g.labels))
+    assert torch.equal(knn_arrays(data)[0], torch.from_numpy(g.nbrs))
+    assert torch.equal(data.y, torch.from_numpy(g.labels))
     assert torch.equal(data.same, torch.from_numpy(g.labels[data.edge_index[0]] == g.labels[data.edge_index[1]]))
     batch = next(iter(dm.train_dataloader()))
     assert torch.equal(batch["adj"], pivot_adjacency(torch.from_numpy(g.nbrs), batch["idx"], 3))
