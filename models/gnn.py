@@ -7,6 +7,7 @@ which u), and ignore the predicted Top-K size.
 """
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 from torch_geometric.nn import GATConv, GCNConv
 
@@ -20,7 +21,8 @@ class PivotGNN(nn.Module):
 
     The subgraph of centre c has its K neighbours :math:`v_0 = c, v_1, \dots, v_{K-1}` as nodes, linked when one is
     among the other's ``pivot_u`` nearest neighbours in the whole kNN graph (``adj``). Node features are relative to
-    the pivot, :math:`h^{(0)}_a = x_{v_a} - x_c`; ``num_layers`` graph convolutions (:meth:`make_conv`, a PyG layer
+    the pivot, :math:`h^{(0)}_a = x_{v_a} - x_c` (with ``pivot_sims`` also :math:`\sqrt{F}\, s_a`, the cosine to the
+    pivot, which a linear layer cannot read off the difference); ``num_layers`` graph convolutions (:meth:`make_conv`, a PyG layer
     run on the subgraphs as one :class:`~torch_geometric.data.Batch`, with :meth:`edge_features` as edge input),
     each followed by PReLU and dropout, then a per-node MLP classifier
     :math:`z_a = w_2^\top \mathrm{PReLU}(W_1 h_a + b_1) + b_2`: the logit that :math:`v_a` has the centre's identity
@@ -34,20 +36,24 @@ class PivotGNN(nn.Module):
         num_layers (int, default 4): graph convolutions (L-GCN has 4).
         pivot_u (int, default 10): u, the neighbours per node that make links (L-GCN: 10).
         dropout (float, default 0.0): dropout after every convolution.
+        pivot_sims (bool, default False): append the scaled cosine to the pivot to the node features (False:
+            L-GCN's features).
 
     Shapes:
-        x (B, K, F) preprocessed features, self first; sims (B, K) (unused); k_pred (B,) (unused);
+        x (B, K, F) preprocessed features, self first; sims (B, K) (read with ``pivot_sims``); k_pred (B,) (unused);
         adj (B, K, K) bool -> logits (B, K).
     """
 
     def __init__(self, feat_dim: int, k: int = 80, hidden: int = 64, num_layers: int = 4, pivot_u: int = 10,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, pivot_sims: bool = False) -> None:
         super().__init__()
         self.config = dict(feat_dim=feat_dim, k=k, hidden=hidden, num_layers=num_layers, pivot_u=pivot_u,
-                           dropout=dropout)  # rebuilds the module (subclasses add their own arguments)
+                           dropout=dropout, pivot_sims=pivot_sims)  # rebuilds the module (subclasses add theirs)
         self.k = k
         self.pivot_u = pivot_u
-        self.convs = nn.ModuleList(self.make_conv(feat_dim if l == 0 else hidden, hidden)
+        self.pivot_sims = pivot_sims
+        in_dim = feat_dim + int(pivot_sims)
+        self.convs = nn.ModuleList(self.make_conv(in_dim if l == 0 else hidden, hidden)
                                    for l in range(num_layers))
         self.acts = nn.ModuleList(nn.PReLU(hidden) for _ in range(num_layers))
         self.drop = nn.Dropout(dropout)
@@ -76,8 +82,11 @@ class PivotGNN(nn.Module):
         if adj is None:
             raise ValueError(f"{type(self).__name__} needs the pivot-subgraph links adj (B, K, K): give the "
                              f"datamodule pivot_u={self.pivot_u}")
-        B, K, _ = x.shape
-        batch = subgraph_batch(x - x[:, :1], adj, raw=x)  # nodes b K + a; features relative to the pivot
+        B, K, F = x.shape
+        h0 = x - x[:, :1]  # (B, K, F) relative to the pivot
+        if self.pivot_sims:
+            h0 = torch.cat([h0, sims.to(x.dtype).unsqueeze(-1) * F**0.5], dim=-1)  # (B, K, F + 1)
+        batch = subgraph_batch(h0, adj, raw=x)  # nodes b K + a
         h, edge_index, edge_attr = batch.x, batch.edge_index, self.edge_features(batch)  # (B K, F), (2, E)
         for conv, act in zip(self.convs, self.acts):
             h = self.drop(act(conv(h, edge_index, edge_attr)))  # (B K, hidden)
@@ -120,11 +129,11 @@ class PivotGAT(PivotGNN):
     """
 
     def __init__(self, feat_dim: int, k: int = 80, hidden: int = 64, num_layers: int = 2, pivot_u: int = 10,
-                 dropout: float = 0.0, heads: int = 4) -> None:
+                 dropout: float = 0.0, pivot_sims: bool = False, heads: int = 4) -> None:
         if hidden % heads:
             raise ValueError(f"hidden={hidden} must be divisible by heads={heads}")
         self.heads = heads  # read by make_conv, during the base class's __init__
-        super().__init__(feat_dim, k, hidden, num_layers, pivot_u, dropout)
+        super().__init__(feat_dim, k, hidden, num_layers, pivot_u, dropout, pivot_sims)
         self.config["heads"] = heads
 
     def make_conv(self, in_dim: int, out_dim: int) -> nn.Module:

@@ -98,11 +98,12 @@ def test_datamodule_gives_pyg_graphs_and_batches() -> None:
     assert as_pyg_batch(batch).num_edges == 32 * 2 * 9
 
 
+@pytest.mark.parametrize("pivot_sims", [False, True])
 @pytest.mark.parametrize("cls", GNNS)
-def test_gnn_shapes_and_permutation_equivariance(cls, graph) -> None:
+def test_gnn_shapes_and_permutation_equivariance(cls, graph, pivot_sims: bool) -> None:
     x, nbrs, sims = graph
     torch.manual_seed(0)
-    model = cls(8, k=10, hidden=16, num_layers=2, pivot_u=3).eval()
+    model = cls(8, k=10, hidden=16, num_layers=2, pivot_u=3, pivot_sims=pivot_sims).eval()
     nb, idx = torch.from_numpy(nbrs), torch.tensor([0, 1, 2, 3, 4])
     feats, s, adj = torch.from_numpy(x)[nb[idx]], torch.from_numpy(sims)[idx], pivot_adjacency(nb, idx, 3)
     out = model(feats, s, None, adj=adj)
