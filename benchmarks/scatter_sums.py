@@ -5,8 +5,8 @@
     OMP_NUM_THREADS=1 python benchmarks/scatter_sums.py --n 100000 --reps 2
 
 Seeded synthetic 256-d faces, K = 80, k = ceil(k*/2) (mean k under 0.4 K: the ragged path that
-``intersections`` takes by itself). After one untimed warm-up call, CPU seconds (``time.process_time``) per call, so that other jobs on a shared
-machine count less than in wall-clock time; all three give the same sums (checked).
+``intersections`` takes by itself). After one untimed warm-up call, CPU seconds (``time.process_time``) per call,
+so that other jobs on a shared machine count less than in wall-clock time; all three give the same sums (checked).
 """
 from __future__ import annotations
 

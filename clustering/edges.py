@@ -155,6 +155,8 @@ def _ragged_sums(nb: torch.Tensor, ph: torch.Tensor, kt: torch.Tensor, own: torc
 
     One ``torch_geometric.utils.scatter`` of the ``(T, 3)`` summands over their pair (torch-scatter when installed):
     at 100K faces it costs what three ``index_add_`` did (+2-4% CPU time, ``benchmarks/scatter_sums.py``)."""
+    from torch_geometric.utils import scatter  # torch-scatter when installed
+
     kk = nb.shape[1]
     j = own.reshape(-1)                                             # (P,) partners, P = C K
     lens = kt[j]                                                    # (P,) k_j
@@ -164,8 +166,6 @@ def _ragged_sums(nb: torch.Tensor, ph: torch.Tensor, kt: torch.Tensor, own: torc
     jt = j[pair] * kk + t                                           # flat index into (N, K)
     h = nb.view(-1)[jt]                                             # (T,) h = nbrs[j, t]
     flat = (pair // kk) * n + h                                     # row of the centre, column h
-    from torch_geometric.utils import scatter  # torch-scatter when installed
-
     g = dense_words[flat].view(torch.float32).view(-1, 2)
     gp, gm = g[:, 0], g[:, 1]                                       # p^_ih and 1 if h in N_i^k (else 0, 0)
     terms = torch.stack([gp, ph.view(-1)[jt] * gm, gm], dim=1)      # (T, 3): the three summands

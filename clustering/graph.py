@@ -98,7 +98,7 @@ def pivot_adjacency(nbrs: Tensor, idx: Tensor, u: int) -> Tensor:
     srt, order = torch.sort(nodes, dim=1)                                  # (B, K)
     pos = torch.searchsorted(srt, their).clamp_(max=K - 1)                 # (B, K u)
     found = srt.gather(1, pos) == their                                    # v in the subgraph
-    local = order.gather(1, pos)                                           # (B, K u) its slot b
+    local = order.gather(1, pos)                                           # (B, K u) its node slot
     b, flat = found.nonzero(as_tuple=True)
     adj = torch.zeros(B, K, K, dtype=torch.bool, device=nbrs.device)
     adj[b, flat // u, local[b, flat]] = True

@@ -22,12 +22,12 @@ class PivotGNN(nn.Module):
     The subgraph of centre c has its K neighbours :math:`v_0 = c, v_1, \dots, v_{K-1}` as nodes, linked when one is
     among the other's ``pivot_u`` nearest neighbours in the whole kNN graph (``adj``). Node features are relative to
     the pivot, :math:`h^{(0)}_a = x_{v_a} - x_c` (with ``pivot_sims`` also :math:`\sqrt{F}\, s_a`, the cosine to the
-    pivot, which a linear layer cannot read off the difference); ``num_layers`` graph convolutions (:meth:`make_conv`, a PyG layer
-    run on the subgraphs as one :class:`~torch_geometric.data.Batch`, with :meth:`edge_features` as edge input),
-    each followed by PReLU and dropout, then a per-node MLP classifier
+    pivot, which a linear layer cannot read off the difference); ``num_layers`` graph convolutions
+    (:meth:`make_conv`, a PyG layer run on the subgraphs as one :class:`~torch_geometric.data.Batch`, with
+    :meth:`edge_features` as edge input), each followed by PReLU and dropout, then a per-node MLP classifier
     :math:`z_a = w_2^\top \mathrm{PReLU}(W_1 h_a + b_1) + b_2`: the logit that :math:`v_a` has the centre's identity
-    ("linked to the pivot"). Permutation-equivariant in the nodes other than the centre (no rank or similarity
-    input besides what the features and links carry).
+    ("linked to the pivot"). Permutation-equivariant in the nodes other than the centre (no rank input: only the
+    features, the pivot similarity and the links).
 
     Args:
         feat_dim (int): feature width F.
