@@ -8,11 +8,12 @@ the command line (``--model.init_args.optimizer.init_args.lr=1e-3``). See ``conf
 
 Values shared by data and networks are given once: ``data.k`` is linked to the networks' ``k`` and the data's
 feature width (:meth:`FaceGraphDataModule.feature_dim`: the synthetic ``dim``, ``data.dim`` or the ``.npy`` header)
-to their ``feat_dim``, both at parse time, so the saved ``config.yaml`` shows them. Three callbacks are always
-present and configured at the top level: ``evaluation`` (:class:`callbacks.ClusteringEvaluation`, the end-to-end
-val clustering metrics), ``checkpoint`` (``ModelCheckpoint`` on ``val/pairwise_f``: ``best.ckpt``) and
-``last_checkpoint`` (``last.ckpt`` after every epoch, in the same ``checkpoint.dirpath``; every N steps instead with
-``--last_checkpoint.every_n_train_steps=N``).
+to their ``feat_dim``, both at parse time, so the saved ``config.yaml`` shows them; ``data.pivot_u`` (the pivot
+subgraph links the GNN baselines read) is set from the network's ``pivot_u`` when the classes are instantiated.
+Three callbacks are always present and configured at the top level: ``evaluation``
+(:class:`callbacks.ClusteringEvaluation`, the end-to-end val clustering metrics), ``checkpoint``
+(``ModelCheckpoint`` on ``val/pairwise_f``: ``best.ckpt``) and ``last_checkpoint`` (``last.ckpt`` after every epoch,
+in the same ``checkpoint.dirpath``; every N steps instead with ``--last_checkpoint.every_n_train_steps=N``).
 
 Resuming: the same command plus ``--ckpt_path last`` continues from the newest ``last*.ckpt`` in
 ``checkpoint.dirpath`` (none there: a fresh start) and ends where the uninterrupted run ends: the data order is a
@@ -27,11 +28,16 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 import lightning_modules  # noqa: F401  (short class_path names: TopKModule, SDTModule)
-import models  # noqa: F401  (short class_path names: TopKPredictor, SDT)
+import models  # noqa: F401  (short class_path names: TopKPredictor, SDT, LGCN, PivotGAT)
 from callbacks import ClusteringEvaluation
 from datamodules import FaceGraphDataModule
 
 NETWORKS = ("model", "topk")  # network arguments of TopKModule / SDTModule whose shapes come from the data
+
+
+def pivot_u_of(module: pl.LightningModule) -> int | None:
+    """The ``pivot_u`` of a module's pair classifier (the GNN baselines), else ``None``."""
+    return getattr(getattr(module, "model", None), "pivot_u", None)
 
 
 class FaceClusterCLI(LightningCLI):
@@ -48,6 +54,8 @@ class FaceClusterCLI(LightningCLI):
             parser.link_arguments("data.k", f"model.init_args.{net}.init_args.k")
             parser.link_arguments(shape_args, f"model.init_args.{net}.init_args.feat_dim",
                                   compute_fn=FaceGraphDataModule.feature_dim)
+        # the batches carry the pivot-subgraph links a GNN pair classifier reads (its pivot_u; None for the others)
+        parser.link_arguments("model", "data.pivot_u", compute_fn=pivot_u_of, apply_on="instantiate")
         # a cosine schedule spans the whole run (interval "epoch"); skipped for schedulers without T_max
         parser.link_arguments("trainer.max_epochs", "model.init_args.scheduler.init_args.T_max")
         parser.add_lightning_class_args(ClusteringEvaluation, "evaluation")

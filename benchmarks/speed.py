@@ -89,10 +89,12 @@ def run_one(n: int, knn_method: str, model: str | None, k: int, seed: int) -> di
     if pipe is not None:
         from clustering.pipeline import edge_weights, predict_k, predict_pairs
 
-        with meter("topk"):
-            kv = predict_k(pipe.topk, x, nbrs, sims, batch_size=pipe.batch_size, progress=n > 200_000)
+        kv = np.full(n, k, dtype=np.int64)  # a model without a Top-K predictor (the GNN baselines): all K
+        if pipe.topk is not None:
+            with meter("topk"):
+                kv = predict_k(pipe.topk, x, nbrs, sims, batch_size=pipe.batch_size, progress=n > 200_000)
         if pipe.sdt is not None:
-            with meter("sdt"):
+            with meter("sdt"):  # the model's pair classifier (SDT or GNN)
                 q = predict_pairs(pipe.sdt, x, nbrs, sims, kv, batch_size=pipe.batch_size, progress=n > 200_000)
     else:
         kv = oracle_k(nbrs, labels)

@@ -196,7 +196,10 @@ def predict_k(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np.nda
 def predict_pairs(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np.ndarray, sims: np.ndarray,
                   k: np.ndarray, *, batch_size: int = 256, device: str | torch.device = "cpu",
                   progress: bool = False) -> np.ndarray:
-    """SDT probability that ``(i, nbrs[i, s])`` share an identity, ``(N, K)`` float32 (model in eval mode).
+    """Pair-classifier (SDT or GNN) probability that ``(i, nbrs[i, s])`` share an identity, ``(N, K)`` float32
+    (model in eval mode). A network with a token ``embed`` gets its per-face part precomputed (``proj``); one with a
+    ``pivot_u`` (the GNN baselines) gets each batch's pivot-subgraph links ``adj``
+    (:func:`clustering.graph.pivot_adjacency` on the whole kNN graph).
 
     Beyond an SDT's window the value is 1 (no vote), so the Jaccard weight alone decides those edges: zeroing them
     instead cuts identities larger than the window apart (measured on lfw-dlib test, whose largest identity has
@@ -204,9 +207,13 @@ def predict_pairs(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np
     model.eval()
     device = torch.device(device)
     xt = as_tensor(x, torch.float32).to(device)
-    table = project_faces(model, xt, batch_size)
+    table = project_faces(model, xt, batch_size) if hasattr(model, "embed") else None
+    pivot_u = getattr(model, "pivot_u", None)
+    if pivot_u:
+        from .graph import pivot_adjacency  # PyG: imported only for the GNNs
     window = getattr(model, "window", None)  # an SDT with a window scores (and needs) the first W neighbours only
-    nb = as_tensor(nbrs, torch.int64)[:, :window]
+    nb_all = as_tensor(nbrs, torch.int64)
+    nb = nb_all[:, :window]
     st = as_tensor(sims, torch.float32)[:, :window]
     kt = as_tensor(k, torch.int64)
     out = np.ones(nbrs.shape, dtype=np.float32)  # 1 beyond the window: no SDT vote, the Jaccard weight decides
@@ -215,15 +222,20 @@ def predict_pairs(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np
     for start in _batches(nb.shape[0], batch_size, progress, "SDT"):
         idx = order[start:start + batch_size]
         feats, s = gather_subgraphs(xt, nb, st, idx)
-        proj = table[nb[idx].to(device)]  # (B, K, d): the per-face part of the token embedding
-        logits = model(feats, s, kt[idx].to(device), proj=proj)  # (B, W)
+        inputs = {}
+        if table is not None:
+            inputs["proj"] = table[nb[idx].to(device)]  # (B, K, d): the per-face part of the token embedding
+        if pivot_u:
+            inputs["adj"] = pivot_adjacency(nb_all, idx, pivot_u).to(device)  # (B, K, K)
+        logits = model(feats, s, kt[idx].to(device), **inputs)  # (B, W)
         out[idx.numpy(), : logits.size(1)] = torch.sigmoid(logits.float()).cpu().numpy()
     return out
 
 
 MODEL_FORMAT = "facecluster-model"
 MODEL_VERSION = 1
-NETWORKS = {"topk": "TopKPredictor", "sdt": "SDT"}
+# the classes each network slot may hold: the "sdt" slot is the pair classifier (the SDT or a GNN baseline)
+NETWORKS = {"topk": ("TopKPredictor",), "sdt": ("SDT", "LGCN", "PivotGAT")}
 STATE_KEYS = ("format", "version", "mean", "graph", "knn", "topk", "sdt", "meta")
 
 
@@ -274,14 +286,14 @@ def check_state(state: dict) -> None:
     cfg.check()
     if state.get("knn") is not None:
         check_knn_options(state["knn"])
-    for slot, cls in NETWORKS.items():
+    for slot, allowed in NETWORKS.items():
         net = state.get(slot)
         if net is None:
             continue
         if not isinstance(net, dict) or set(net) != {"class", "config", "state_dict"}:
             raise ValueError(f"{slot} network must hold class, config and state_dict")
-        if net["class"] != cls:
-            raise ValueError(f"{slot} network is a {net['class']!r}, expected {cls}")
+        if net["class"] not in allowed:
+            raise ValueError(f"{slot} network is a {net['class']!r}, expected {' or '.join(allowed)}")
         config, weights = net["config"], net["state_dict"]
         if not isinstance(config, dict) or not isinstance(weights, dict):
             raise ValueError(f"{slot} network config and state_dict must be dicts")
@@ -420,12 +432,41 @@ class ClusteringPipeline:
         Any N >= 1 works: a collection smaller than K is clustered with K = N; identical faces share a cluster.
         Raises :class:`~clustering.io.InputError` for an empty or wrongly shaped array, a dimension other than the
         model's, and rows with NaN/inf or all zeros."""
+        return self.cluster(self.checked(feats), timer, progress)[0]
+
+    def checked(self, feats: np.ndarray) -> np.ndarray:
+        """``feats`` as an array, after the input checks of :meth:`__call__` (:class:`~clustering.io.InputError`)."""
         from .io import check_features, check_shape
 
         feats = feats if hasattr(feats, "shape") else np.asarray(feats)
         check_shape(feats, "features", self.feat_dim)
         check_features(feats, "features")
-        return self.cluster(feats, timer, progress)[0]
+        return feats
+
+    def graph_data(self, feats: np.ndarray, *, networks: bool = True, timer: Timer | None = None,
+                   progress: bool = False):
+        """The kNN graph of raw ``(N, d)`` embeddings as a PyTorch Geometric ``Data``, for PyG code.
+
+        Same input checks as :meth:`__call__`. ``x (N, d)`` preprocessed features, ``edge_index (2, N K)``
+        neighbour -> face and ``edge_attr (N K,)`` cosine similarity (:func:`clustering.graph.knn_data`; edge
+        ``i K + s`` is the pair ``(i, nbrs[i, s])``).
+        With ``networks`` also what the model adds: ``k (N,)`` predicted Top-K sizes (with a Top-K predictor),
+        ``pair_prob (N K,)`` pair probabilities (with a pair classifier) and ``edge_weight (N K,)``, the weights
+        the model's graph rule gives Infomap (edges at or under ``graph.threshold`` are pruned)."""
+        from .graph import knn_data
+
+        timer = timer or Timer()
+        x, nbrs, sims = self.graph_inputs(self.checked(feats), timer, progress)
+        data = knn_data(x, nbrs, sims)
+        if networks:
+            k, q = self.predict(x, nbrs, sims, timer, progress)
+            if k is not None:
+                data.k = torch.from_numpy(k)
+            if q is not None:
+                data.pair_prob = torch.from_numpy(q).reshape(-1)
+            with timer("jaccard"):
+                data.edge_weight = torch.from_numpy(edge_weights(nbrs, sims, self.graph, k=k, pair_prob=q)).reshape(-1)
+        return data
 
     # ---- the model file ------------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -461,9 +502,9 @@ class ClusteringPipeline:
 
     @classmethod
     def from_state(cls, state: dict, device: str = "auto") -> "ClusteringPipeline":
-        from models import SDT, TopKPredictor
+        from models import LGCN, SDT, PivotGAT, TopKPredictor
 
-        classes = {"TopKPredictor": TopKPredictor, "SDT": SDT}
+        classes = {"TopKPredictor": TopKPredictor, "SDT": SDT, "LGCN": LGCN, "PivotGAT": PivotGAT}
 
         def net(d: dict | None) -> torch.nn.Module | None:
             if d is None:

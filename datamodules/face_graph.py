@@ -13,6 +13,13 @@ batch (the dataset's ``__getitems__`` receives the batch's index list; no Python
     k_star (B,)      int64     Ada-NETS target k* in 1..K
     same   (B, K)    float32   1 where neighbour s has the centre's identity
     idx    (B,)      int64     centre index inside its split
+    adj    (B, K, K) bool      with ``pivot_u``: the centre's pivot-subgraph links (L-GCN; for the GNN baselines),
+                               :func:`clustering.graph.pivot_adjacency`
+
+In PyG's terms: :meth:`GraphSplit.data` is a split's kNN graph as a ``torch_geometric.data.Data`` (the datamodule
+keeps one per split, :attr:`FaceGraphDataModule.train_data` / ``val_data``), and :func:`as_pyg_batch` turns a batch
+into a ``torch_geometric.data.Batch`` of its B subgraphs (dense ``(B, K)`` tensors stay the training format: every
+node has exactly K neighbours, and the networks run fastest on them).
 
 Resumable training: the training order is a pure function of ``(seed, epoch)`` (:class:`EpochShuffle`, the seed
 being the run's ``seed_everything`` seed) and the train loader is checkpointed with Lightning's loops
@@ -36,6 +43,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from clustering.edges import oracle_k, same_identity
+from clustering.graph import knn_data, pivot_adjacency, subgraph_batch
 from clustering.io import InputError, check_k, load_features, load_labels
 from clustering.knn import knn_search
 from clustering.preprocess import fit_mean, preprocess
@@ -43,7 +51,7 @@ from clustering.subgraphs import gather_subgraphs
 from clustering.synthetic import SyntheticConfig, make_synthetic
 
 __all__ = ["EpochShuffle", "FaceGraphDataModule", "GraphSplit", "ResumableLoader", "SubgraphDataset",
-           "split_by_identity"]
+           "as_pyg_batch", "split_by_identity"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +79,12 @@ class GraphSplit:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
+    def data(self):
+        """The split's kNN graph as a PyG ``Data`` (:func:`clustering.graph.knn_data`: ``x``, ``edge_index``
+        neighbour -> face, ``edge_attr`` = similarity) with ``y`` (identities), ``k_star`` and ``same`` (per edge)."""
+        return knn_data(self.x, self.nbrs, self.sims, y=torch.from_numpy(self.labels),
+                        k_star=torch.from_numpy(self.k_star), same=torch.from_numpy(self.same).reshape(-1))
+
 
 def split_by_identity(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Row ids ``(train, val)`` with a seeded ``val_fraction`` of the identities (not faces) in val; both sorted."""
@@ -84,14 +98,16 @@ def split_by_identity(labels: np.ndarray, val_fraction: float, seed: int) -> tup
 
 
 class SubgraphDataset(Dataset):
-    """Per-node subgraphs of a :class:`GraphSplit`; ``__getitems__`` gathers a whole batch in one indexing op."""
+    """Per-node subgraphs of a :class:`GraphSplit`; ``__getitems__`` gathers a whole batch in one indexing op (and,
+    with ``pivot_u``, builds the batch's pivot-subgraph links ``adj`` in one vectorised call)."""
 
-    def __init__(self, split: GraphSplit) -> None:
+    def __init__(self, split: GraphSplit, pivot_u: int | None = None) -> None:
         self.x = torch.from_numpy(split.x)             # (N, d)
         self.nbrs = torch.from_numpy(split.nbrs)       # (N, K)
         self.sims = torch.from_numpy(split.sims)       # (N, K)
         self.k_star = torch.from_numpy(split.k_star)   # (N,)
         self.same = torch.from_numpy(split.same)       # (N, K) bool
+        self.pivot_u = pivot_u
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -99,10 +115,29 @@ class SubgraphDataset(Dataset):
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         idx = torch.as_tensor(indices, dtype=torch.int64)                # (B,)
         feats, sims = gather_subgraphs(self.x, self.nbrs, self.sims, idx)  # (B, K, d), (B, K)
-        return {"feats": feats, "sims": sims, "k_star": self.k_star[idx], "same": self.same[idx].float(), "idx": idx}
+        batch = {"feats": feats, "sims": sims, "k_star": self.k_star[idx], "same": self.same[idx].float(), "idx": idx}
+        if self.pivot_u:
+            batch["adj"] = pivot_adjacency(self.nbrs, idx, self.pivot_u)  # (B, K, K)
+        return batch
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {key: value[0] for key, value in self.__getitems__([i]).items()}
+
+
+def as_pyg_batch(batch: dict[str, torch.Tensor]):
+    """A batch of :class:`SubgraphDataset` as one PyG ``Batch`` of its B subgraphs
+    (:func:`clustering.graph.subgraph_batch`): node ``b K + a`` is neighbour a of centre b, with ``x`` its features,
+    ``sims`` its similarity to the centre and ``y`` = ``same``; the links are the batch's ``adj`` (a dataset with
+    ``pivot_u``), else the star of kNN edges centre <-> neighbour. Also ``idx`` (B,), ``k_star`` (B,) per subgraph."""
+    feats = batch["feats"]
+    adj = batch.get("adj")
+    if adj is None:
+        B, K = batch["sims"].shape
+        adj = torch.zeros(B, K, K, dtype=torch.bool)
+        adj[:, 0, 1:] = adj[:, 1:, 0] = True
+    out = subgraph_batch(feats, adj, sims=batch["sims"], y=batch["same"])
+    out.idx, out.k_star = batch["idx"], batch["k_star"]
+    return out
 
 
 def collate_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -182,6 +217,8 @@ class FaceGraphDataModule(pl.LightningDataModule):
         cache_dir: where to cache the mean, the split and both kNN graphs (``.npz`` named by a hash of the inputs
             and of every parameter that changes them); ``None`` disables the cache.
         knn: keyword arguments of :func:`clustering.knn.knn_search` (``method``, ``device``, ``threads``, ...).
+        pivot_u: also give every batch its pivot-subgraph links ``adj`` with this u (the GNN baselines' ``pivot_u``,
+            linked to it by ``train.py``); ``None``: no links.
     """
 
     def __init__(
@@ -200,6 +237,7 @@ class FaceGraphDataModule(pl.LightningDataModule):
         pin_memory: bool = False,
         cache_dir: str | None = None,
         knn: dict[str, Any] | None = None,
+        pivot_u: int | None = None,
     ) -> None:
         super().__init__()
         if source not in ("synthetic", "files"):
@@ -223,6 +261,8 @@ class FaceGraphDataModule(pl.LightningDataModule):
         self.pin_memory = pin_memory
         self.cache_dir = cache_dir
         self.knn = dict(knn or {})
+        self.pivot_u = pivot_u
+        self._data: dict = {}
         self.mean: np.ndarray | None = None
         self.train_graph: GraphSplit | None = None
         self.val_graph: GraphSplit | None = None
@@ -316,9 +356,27 @@ class FaceGraphDataModule(pl.LightningDataModule):
                                      same=same_identity(nbrs, lab), rows=rows)
         self.train_graph, self.val_graph = parts["train"], parts["val"]
 
+    # ---- the kNN graphs in PyG's terms ------------------------------------------------------------------------
+    @property
+    def train_data(self):
+        """The train split's kNN graph as a PyG ``Data`` (:meth:`GraphSplit.data`), built once after ``setup``."""
+        return self._pyg("train", self.train_graph)
+
+    @property
+    def val_data(self):
+        """The val split's kNN graph as a PyG ``Data`` (``None`` without a val split)."""
+        return self._pyg("val", self.val_graph)
+
+    def _pyg(self, part: str, split: GraphSplit | None):
+        if split is None:
+            return None
+        if part not in self._data:
+            self._data[part] = split.data()
+        return self._data[part]
+
     # ---- loaders --------------------------------------------------------------------------------------------
     def _loader(self, split: GraphSplit, train: bool) -> DataLoader:
-        dataset = SubgraphDataset(split)
+        dataset = SubgraphDataset(split, self.pivot_u)
         kwargs = dict(batch_size=self.batch_size, num_workers=self.num_workers, pin_memory=self.pin_memory,
                       collate_fn=collate_batch, persistent_workers=self.num_workers > 0)
         if not train:

@@ -1,5 +1,6 @@
-"""Training of the Sparse Differential Transformer (METHOD.md step 6): staged, joint with the Top-K predictor, or on
-the oracle ``k*``."""
+"""Training of a pair classifier (METHOD.md step 6): the Sparse Differential Transformer, staged, joint with the
+Top-K predictor, or on the oracle ``k*``; or one of the GNN baselines (:class:`models.LGCN`, :class:`models.PivotGAT`)
+through the same loop."""
 from __future__ import annotations
 
 from typing import Literal
@@ -12,7 +13,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryPrecision, BinaryRecall
 
 from clustering.pipeline import ClusteringPipeline, GraphConfig
-from models import SDT, TopKPredictor
+from models import PairClassifier, TopKPredictor
 
 from .common import OptimizedModule, k_from_output, network_spec, topk_loss
 from .topk_module import load_topk
@@ -28,7 +29,9 @@ def _pair_metrics(prefix: str) -> MetricCollection:
 
 
 class SDTModule(OptimizedModule):
-    """Trains a :class:`models.SDT` pair classifier (centre i vs each neighbour j: same identity?).
+    """Trains a pair classifier (centre i vs each neighbour j: same identity?): a :class:`models.SDT`, or any
+    :data:`models.PairClassifier` (the GNN baselines :class:`models.LGCN` / :class:`models.PivotGAT`, which ignore
+    k and read the batch's pivot-subgraph links ``adj``: give the datamodule their ``pivot_u``).
 
     The SDT needs a Top-K size per centre; ``schedule`` says where it comes from during training:
 
@@ -37,17 +40,19 @@ class SDTModule(OptimizedModule):
     * ``"joint"``: ``topk`` (freshly initialised, or started from ``topk_ckpt``) is trained at the same time;
       loss = pair loss + ``topk_weight`` * Top-K loss; the SDT gets the current (detached) predicted k.
     * ``"oracle"``: the SDT learns on ``k*``; a Top-K predictor, if given, is frozen and used only at inference.
+      The GNN baselines ignore k: they train with ``"oracle"`` and no Top-K predictor
+      (``configs/experiment/lfw_{lgcn,gat}.yaml``).
 
     Pair loss: ``BCEWithLogits(z_ij, same_ij)`` over the K - 1 neighbours (the centre's own pair is left out unless
     ``include_self``), with an optional ``pos_weight``. Logs ``{stage}/loss``, ``{stage}/pair_loss``,
-    ``{stage}/pair_{acc,precision,recall}`` (threshold 0.5), ``train/lambda_{l}`` of every layer, and, with a Top-K
-    predictor, ``{stage}/k_mae`` / ``{stage}/k_acc`` (plus ``{stage}/topk_loss`` when joint).
+    ``{stage}/pair_{acc,precision,recall}`` (threshold 0.5), ``train/lambda_{l}`` of every SDT layer, and, with a
+    Top-K predictor, ``{stage}/k_mae`` / ``{stage}/k_acc`` (plus ``{stage}/topk_loss`` when joint).
 
     A checkpoint is self-contained: when the Top-K predictor comes from ``topk_ckpt`` its architecture is written
     into the hyper-parameters (and ``topk_ckpt`` cleared), its weights into the state dict.
 
     Args:
-        model: the SDT (``feat_dim``, ``k`` linked to the datamodule by ``train.py``).
+        model: the pair classifier (``feat_dim``, ``k`` linked to the datamodule by ``train.py``).
         topk: a Top-K predictor (needed by ``"joint"`` unless ``topk_ckpt`` is given).
         schedule: ``"staged"``, ``"joint"`` or ``"oracle"``.
         topk_ckpt: path of a :class:`TopKModule` checkpoint to load the Top-K predictor from.
@@ -60,7 +65,7 @@ class SDTModule(OptimizedModule):
 
     def __init__(
         self,
-        model: SDT,
+        model: PairClassifier,
         topk: TopKPredictor | None = None,
         schedule: Literal["staged", "joint", "oracle"] = "staged",
         topk_ckpt: str | None = None,
@@ -86,9 +91,10 @@ class SDTModule(OptimizedModule):
             raise ValueError(f"schedule={schedule!r} needs a Top-K predictor: give topk_ckpt (a TopKModule "
                              "checkpoint) or topk")
         if topk is not None:
-            if topk.k != model.k or topk.embed.feat_dim != model.embed.feat_dim:
+            k, feat_dim = model.config["k"], model.config["feat_dim"]
+            if topk.k != k or topk.embed.feat_dim != feat_dim:
                 raise ValueError(f"Top-K predictor (k={topk.k}, feat_dim={topk.embed.feat_dim}) does not match the "
-                                 f"SDT (k={model.k}, feat_dim={model.embed.feat_dim})")
+                                 f"pair classifier (k={k}, feat_dim={feat_dim})")
             if schedule != "joint":
                 topk.requires_grad_(False)
         self.model = model
@@ -110,8 +116,8 @@ class SDTModule(OptimizedModule):
     def frozen_topk(self) -> bool:
         return self.topk is not None and self.schedule != "joint"
 
-    def forward(self, feats: torch.Tensor, sims: torch.Tensor, k_pred: torch.Tensor) -> torch.Tensor:
-        return self.model(feats, sims, k_pred)
+    def forward(self, feats: torch.Tensor, sims: torch.Tensor, k_pred: torch.Tensor, **inputs) -> torch.Tensor:
+        return self.model(feats, sims, k_pred, **inputs)
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         feats, sims, k_star, same = batch["feats"], batch["sims"], batch["k_star"], batch["same"]
@@ -133,7 +139,8 @@ class SDTModule(OptimizedModule):
             self.log(f"{stage}/k_mae", (k_pred - k_star).abs().float().mean(), batch_size=B, sync_dist=sync)
             self.log(f"{stage}/k_acc", (k_pred == k_star).float().mean(), batch_size=B, sync_dist=sync)
         k_in = k_star if self.schedule == "oracle" else k_pred
-        logits = self.model(feats, sims, k_in)  # (B, W): the SDT's window of the K neighbours
+        inputs = {"adj": batch["adj"]} if "adj" in batch else {}  # a GNN's pivot-subgraph links
+        logits = self.model(feats, sims, k_in, **inputs)  # (B, W): the SDT's window of the K neighbours
         same = same[:, : logits.size(1)]
         mask = torch.ones_like(same, dtype=torch.bool)
         if not self.include_self:
@@ -147,12 +154,12 @@ class SDTModule(OptimizedModule):
         self.log(f"{stage}/pair_loss", pair_loss, batch_size=B, sync_dist=sync)
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=B)
         if stage == "train":
-            for layer, lam in enumerate(self.model.lambdas):
+            for layer, lam in enumerate(getattr(self.model, "lambdas", ())):
                 self.log(f"train/lambda_{layer}", lam.detach().float(), batch_size=B)
         return loss
 
     def pipeline(self, graph: GraphConfig, mean: np.ndarray | None, **kwargs) -> ClusteringPipeline:
-        """Inference object with the Top-K predictor (if any) and the SDT (shares the networks: no copy; they are
-        put in eval mode). ``kwargs`` go to :class:`~clustering.pipeline.ClusteringPipeline`."""
+        """Inference object with the Top-K predictor (if any) and the pair classifier (shares the networks: no copy;
+        they are put in eval mode). ``kwargs`` go to :class:`~clustering.pipeline.ClusteringPipeline`."""
         kwargs.setdefault("device", str(self.device))
         return ClusteringPipeline(mean, graph, topk=self.topk, sdt=self.model, **kwargs)

@@ -34,9 +34,13 @@ def test_shipped_configs_parse(experiment: Path, trainer: tuple[str, ...], capsy
     module = "TopKModule" if experiment.stem.endswith("_topk") else "SDTModule"
     assert config["model"]["class_path"].endswith(module)
     assert config["checkpoint"]["dirpath"] == f"runs/{experiment.stem}/checkpoints"
-    if module == "SDTModule":
+    if experiment.stem.endswith("_sdt"):
         topk_stage = experiment.stem.replace("_sdt", "_topk")
         assert config["model"]["init_args"]["topk_ckpt"] == f"runs/{topk_stage}/checkpoints/best.ckpt"
+    elif module == "SDTModule":  # a GNN baseline: the pair stage alone, its pivot subgraphs for the data
+        args = config["model"]["init_args"]
+        assert args["topk_ckpt"] is None and args["schedule"] == "oracle"
+        assert args["model"]["class_path"] in ("models.LGCN", "models.PivotGAT")
 
 
 def test_ddp_two_cpu_processes(tmp_path: Path) -> None:

@@ -397,12 +397,13 @@ def test_plain_jaccard_matches_reference(seed: int, k) -> None:
     np.testing.assert_allclose(got, _ref_plain_jaccard(nbrs, k_vec), rtol=1e-6)
 
 
-def test_intersections_counts_and_sums() -> None:
+@pytest.mark.parametrize("ragged", [False, True], ids=["block", "ragged"])
+def test_intersections_counts_and_sums(ragged: bool) -> None:
     n, kk = 20, 6
     nbrs, sims = _random_knn(n, kk, seed=7)
     k_vec = np.random.default_rng(7).integers(1, kk + 1, n)
     p_hat = row_normalise(sigmoid_prob(sims))
-    a, b, c = intersections(nbrs, p_hat, k_vec)
+    a, b, c = intersections(nbrs, p_hat, k_vec, ragged=ragged)
     pos = [{int(h): t for t, h in enumerate(nbrs[i])} for i in range(n)]
     for i in range(n):
         for s in range(kk):
