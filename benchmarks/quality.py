@@ -73,13 +73,25 @@ def run_baselines(dataset: str, graphs: dict, methods: list[str]) -> list[dict]:
     return rows
 
 
-def _value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+def parse_overrides(spec: str) -> dict:
+    """``"field=value,..."`` -> GraphConfig overrides, each value cast to its field's type: a text field keeps its
+    text (``jaccard=none`` is the Jaccard variant "none"), ``none`` is None elsewhere (``edge_recall=none``)."""
+    defaults = GraphConfig().to_dict()
+    out = {}
+    for item in filter(None, spec.split(",")):
+        key, text = item.split("=", 1)
+        if key not in defaults:
+            raise SystemExit(f"unknown graph setting {key!r} in {spec!r} ({', '.join(defaults)})")
+        kind = type(defaults[key])
+        if kind is str:
+            out[key] = text
+        elif text.lower() == "none":
+            out[key] = None
+        elif kind is bool:
+            out[key] = text.lower() == "true"
+        else:
+            out[key] = int(text) if kind is int else float(text)
+    return out
 
 
 def retune_threshold(pipe: ClusteringPipeline) -> tuple[float, float]:
@@ -100,7 +112,7 @@ def run_model(dataset: str, name: str, path: str, splits: dict) -> list[dict]:
     on the model's validation identities unless the overrides fix it too."""
     path, _, spec = path.partition("@")
     pipe = ClusteringPipeline.load(path, device="cpu")
-    overrides = {k: _value(v) for k, v in (item.split("=", 1) for item in spec.split(",") if item)}
+    overrides = parse_overrides(spec)
     pipe.graph = replace(pipe.graph, **overrides)
     tuned = None
     if overrides and "threshold" not in overrides:

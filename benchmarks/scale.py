@@ -31,7 +31,7 @@ import numpy as np
 
 from baselines import HDBSCAN_GRID, hdbscan_cluster  # noqa: I001  (benchmarks/ is the script folder)
 from common import ROOT, largest_clusters
-from quality import GRID, _value, record, run_baselines
+from quality import GRID, parse_overrides, record, run_baselines
 from clustering.edges import oracle_k
 from clustering.knn import knn_search
 from clustering.metrics import evaluate, selection_score
@@ -97,7 +97,7 @@ def run_models(specs: list[str], splits: dict) -> list[dict]:
                 spec_path, _, over = rest.partition("@")
                 if spec_path != path:
                     continue
-                overrides = {key: _value(v) for key, v in (item.split("=", 1) for item in over.split(",") if item)}
+                overrides = parse_overrides(over)
                 cfg = replace(pipe.graph, **overrides)
                 t = Timer()
                 pred = refine_and_cluster(nbrs, sims, cfg, k=k, pair_prob=q, timer=t)
