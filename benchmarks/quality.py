@@ -17,7 +17,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from common import largest_clusters, load_dataset  # noqa: I001  (benchmarks/ is the script folder)
+from baselines import HDBSCAN_GRID, hdbscan_cluster  # noqa: I001  (benchmarks/ is the script folder)
+from common import largest_clusters, load_dataset
 from clustering.edges import oracle_k
 from clustering.knn import knn_search
 from clustering.metrics import evaluate, selection_score
@@ -70,6 +71,27 @@ def run_baselines(dataset: str, graphs: dict, methods: list[str]) -> list[dict]:
                       "description": DESCRIPTION[method]}
             rows.append(record(dataset, split, method, m, timer.seconds["total"] + g["seconds"], params))
             rows[-1]["largest"] = largest_clusters(g["labels"], labels)
+    return rows
+
+
+def run_hdbscan(dataset: str, graphs: dict) -> list[dict]:
+    """HDBSCAN rows: ``min_cluster_size`` chosen on the train split, applied unchanged to every split."""
+    best = None
+    g = graphs["train"]
+    for mcs in HDBSCAN_GRID:
+        m = evaluate(g["labels"], hdbscan_cluster(g["nbrs"], g["sims"], mcs))
+        if best is None or selection_score(m) > selection_score(best[1]):
+            best = (mcs, m)
+    rows = []
+    for split, g in graphs.items():
+        t0 = time.perf_counter()
+        pred = hdbscan_cluster(g["nbrs"], g["sims"], best[0])
+        r = record(dataset, split, "hdbscan", evaluate(g["labels"], pred),
+                   time.perf_counter() - t0 + g["seconds"],
+                   {"min_cluster_size": best[0], "tuned_on": "train", "grid": list(HDBSCAN_GRID),
+                    "description": "scikit-learn HDBSCAN on the kNN graph (sparse precomputed distances)"})
+        r["largest"] = largest_clusters(g["labels"], pred)
+        rows.append(r)
     return rows
 
 
@@ -143,7 +165,7 @@ def markdown(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", nargs="+", default=["lfw-dlib", "synthetic"])
-    ap.add_argument("--methods", nargs="+", default=list(GRID), choices=list(GRID))
+    ap.add_argument("--methods", nargs="+", default=[*GRID, "hdbscan"], choices=[*GRID, "hdbscan"])
     ap.add_argument("--model", action="append", default=[], metavar="[DATASET:]NAME=PATH[@field=value,...]",
                     help="exported model to evaluate (repeatable); DATASET: restricts it to one dataset, @... "
                          "overrides its graph settings (e.g. @transform=exp)")
@@ -162,7 +184,9 @@ def main(argv: list[str] | None = None) -> None:
             x = preprocess(s.feats, mean)
             nbrs, sims = knn_search(x, K, method="flat")
             graphs[split] = {"nbrs": nbrs, "sims": sims, "labels": s.labels, "seconds": time.perf_counter() - t0}
-        rows += run_baselines(dataset, graphs, args.methods)
+        rows += run_baselines(dataset, graphs, [m for m in args.methods if m in GRID])
+        if "hdbscan" in args.methods:
+            rows += run_hdbscan(dataset, graphs)
         for spec in args.model:
             target, _, rest = spec.rpartition(":") if ":" in spec.split("=")[0] else ("", "", spec)
             if target and target != dataset:

@@ -29,9 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from baselines import HDBSCAN_GRID, hdbscan_cluster  # noqa: I001  (benchmarks/ is the script folder)
-from common import ROOT, largest_clusters
-from quality import GRID, parse_overrides, record, run_baselines
+from common import ROOT, largest_clusters  # noqa: I001  (benchmarks/ is the script folder)
+from quality import GRID, parse_overrides, record, run_baselines, run_hdbscan
 from clustering.edges import oracle_k
 from clustering.knn import knn_search
 from clustering.metrics import evaluate, selection_score
@@ -58,26 +57,6 @@ def k_error(k_pred: np.ndarray, k_star: np.ndarray) -> list[dict]:
             rows.append({"k_star": f"{lo}-{hi}" if lo != hi else str(lo), "faces": int(m.sum()),
                          "mae": round(float(np.abs(k_pred[m] - k_star[m]).mean()), 2),
                          "mean_k": round(float(k_pred[m].mean()), 2)})
-    return rows
-
-
-def run_hdbscan(graphs: dict) -> list[dict]:
-    best = None
-    g = graphs["train"]
-    for mcs in HDBSCAN_GRID:
-        m = evaluate(g["labels"], hdbscan_cluster(g["nbrs"], g["sims"], mcs))
-        if best is None or selection_score(m) > selection_score(best[1]):
-            best = (mcs, m)
-    rows = []
-    for split, g in graphs.items():
-        t0 = time.perf_counter()
-        pred = hdbscan_cluster(g["nbrs"], g["sims"], best[0])
-        r = record("synthetic-scale", split, "hdbscan", evaluate(g["labels"], pred),
-                   time.perf_counter() - t0 + g["seconds"],
-                   {"min_cluster_size": best[0], "tuned_on": "train", "grid": list(HDBSCAN_GRID),
-                    "description": "scikit-learn HDBSCAN on the kNN graph (sparse precomputed distances)"})
-        r["largest"] = largest_clusters(g["labels"], pred)
-        rows.append(r)
     return rows
 
 
@@ -164,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     if grid_methods:
         rows += run_baselines("synthetic-scale", graphs, grid_methods)
     if "hdbscan" in args.methods:
-        rows += run_hdbscan(graphs)
+        rows += run_hdbscan("synthetic-scale", graphs)
     if args.model:
         rows += run_models(args.model, splits)
     rungs = ["train"] + [f"{m}x" for m in args.sizes]
