@@ -59,6 +59,7 @@ class FaceClusterCLI(LightningCLI):
         # a cosine schedule spans the whole run (interval "epoch"); skipped for schedulers without T_max
         parser.link_arguments("trainer.max_epochs", "model.init_args.scheduler.init_args.T_max")
         parser.add_lightning_class_args(ClusteringEvaluation, "evaluation")
+        parser.link_arguments("data.k", "evaluation.graph.k")  # the validation graph's K
         # best.ckpt by the clustering metric, and last.ckpt every epoch (ModelCheckpoint's own save_last only
         # refreshes last.ckpt when a new best is saved), both in checkpoint.dirpath; `--ckpt_path last` resumes
         # from last.ckpt (the newest file named last*.ckpt there)
