@@ -572,19 +572,12 @@ class ClusteringPipeline:
                 "meta": json.loads(json.dumps(self.meta, default=str))}
 
     def save(self, path: str) -> None:
-        """Write the model file atomically (a temporary file renamed into place)."""
-        import os
-        import tempfile
+        """Write the model file atomically (:func:`~clustering.io.atomic_write`: a temporary file renamed into
+        place)."""
+        from .io import atomic_write
 
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
-        os.close(fd)
-        try:
-            torch.save(self.state(), tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        state = self.state()
+        atomic_write(path, lambda fh: torch.save(state, fh))
 
     @classmethod
     def from_state(cls, state: dict, device: str = "auto") -> "ClusteringPipeline":

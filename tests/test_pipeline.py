@@ -179,7 +179,7 @@ def test_pipeline_save_load_round_trip(small, tmp_path: Path) -> None:
     assert labels.shape == (len(x),) and labels.dtype == np.int64
     path = tmp_path / "model.pt"
     pipe.save(str(path))
-    assert path.exists() and not list(tmp_path.glob(".tmp-*"))  # atomic write leaves no temporary file
+    assert path.exists() and not list(tmp_path.glob(".*"))  # atomic write leaves no temporary file
     loaded = ClusteringPipeline.load(str(path), device="cpu")
     np.testing.assert_array_equal(loaded(x), labels)
     np.testing.assert_array_equal(loaded.mean, pipe.mean)
