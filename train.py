@@ -18,7 +18,7 @@ in the same ``checkpoint.dirpath``; every N steps instead with ``--last_checkpoi
 Resuming: the same command plus ``--ckpt_path last`` continues from the newest ``last*.ckpt`` in
 ``checkpoint.dirpath`` (none there: a fresh start) and ends where the uninterrupted run ends: the data order is a
 function of (seed, epoch) (:class:`datamodules.face_graph.EpochShuffle`), the dropout RNG is re-seeded from (seed,
-epoch, batch) before every step (:class:`lightning_modules.common.OptimizedModule`) and the train loader is
+epoch, batch) before every step (:class:`lightning_modules.common.BaseModule`) and the train loader is
 resumable inside an epoch (:class:`datamodules.face_graph.ResumableLoader`); tests/test_resume.py.
 """
 from __future__ import annotations
