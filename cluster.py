@@ -218,9 +218,12 @@ def run(args: argparse.Namespace) -> dict:
         timer.seconds["load"] = time.perf_counter() - t_load
         pred, labels, k, info = (_assign_new(args, pipe, inputs, timer) if args.assign_to is not None
                                  else _cluster_all(args, pipe, inputs, timer))
+        for note in inputs.notes:
+            print(f"note: {_one_line(note)}", file=sys.stderr)
         result = _result(args, pred, labels, info, timer, t_start, n_new=inputs.feats.shape[0])
         texts = _output_texts(args, pipe, inputs, pred, k, info, result)
-        outputs.commit({path: (lambda fh, text=text: fh.write(text.encode("utf-8"))) for path, text in texts.items()})
+        outputs.commit({path: (lambda fh, text=text: fh.write(text.encode("utf-8")))
+                        for path, text in texts.items()})
     return result
 
 
@@ -312,8 +315,6 @@ def _note_small_k(args: argparse.Namespace, pipe, k: int, what: str, notes: list
     if k < pipe.graph.k:
         notes.append(f"{args.features}: only {what}: clustering with K = {k} neighbours instead of the model's "
                      f"{pipe.graph.k}")
-    for note in notes:
-        print(f"note: {_one_line(note)}", file=sys.stderr)
 
 
 def _result(args: argparse.Namespace, pred, labels, info: dict, timer, t_start: float, n_new: int) -> dict:

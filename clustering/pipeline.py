@@ -36,7 +36,8 @@ Combine = Literal["product", "mean", "sdt", "jaccard"]
 TRANSFORM_NAMES: tuple[str, ...] = get_args(Transform)
 JACCARDS: tuple[str, ...] = get_args(Jaccard)
 COMBINES: tuple[str, ...] = get_args(Combine)
-assert set(TRANSFORM_NAMES) == set(TRANSFORMS), "GraphConfig.transform and clustering.edges.TRANSFORMS differ"
+if set(TRANSFORM_NAMES) != set(TRANSFORMS):
+    raise ImportError("GraphConfig's transforms and clustering.edges.TRANSFORMS differ")
 MAX_K = 1024          # neighbours per face a model may ask for (the project's models use 80)
 MAX_SEED = 2**31 - 2  # Infomap takes seed + 1 as a 32-bit integer
 MAX_TRIALS = 100      # Infomap trials (each one a full run)
