@@ -53,56 +53,15 @@ import logging
 import os
 import platform
 import sys
-import tempfile
 import time
+from dataclasses import dataclass, field
+from typing import Any
 
 # numpy, torch and the project's modules are imported inside the functions, so that main() sees a Ctrl-C during
 # their (seconds-long) import like any other
 
 PATH_FLAGS = ("model", "features", "labels", "out", "metrics_json", "assign_to", "previous_features",
               "previous_labels")
-
-
-class _Outputs:
-    """Every output of a run: checked and given its temporary file (beside it) before any work, so that an
-    unwritable folder or a name too long fails at once; written together and renamed into place at the end.
-    :meth:`discard` removes whatever temporary file is left (on success nothing is)."""
-
-    def __init__(self, paths: list[str]) -> None:
-        self.paths = paths
-        self.tmps: dict[str, str] = {}
-
-    def reserve(self) -> None:
-        from clustering.io import InputError, check_output_path, name_limit
-
-        for path in self.paths:
-            check_output_path(path)
-            folder = os.path.dirname(os.path.abspath(path))
-            stem = os.fsdecode(os.fsencode(os.path.basename(path))[: max(1, name_limit(folder) - 16)])
-            try:
-                fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{stem}.", suffix=".tmp")
-            except OSError as err:
-                raise InputError(f"{path}: cannot create a file in {folder}: {err.strerror}") from None
-            os.close(fd)
-            self.tmps[path] = tmp
-
-    def commit(self, texts: dict[str, str]) -> None:
-        umask = os.umask(0)
-        os.umask(umask)
-        try:
-            for path, tmp in self.tmps.items():
-                with open(tmp, "w") as fh:
-                    fh.write(texts[path])
-                os.chmod(tmp, 0o666 & ~umask)
-            for path, tmp in self.tmps.items():
-                os.replace(tmp, path)
-        except OSError as err:  # name the output, not its hidden temporary file
-            raise OSError(err.errno, err.strerror, path) from None
-
-    def discard(self) -> None:
-        for tmp in self.tmps.values():
-            if os.path.exists(tmp):
-                os.remove(tmp)
 
 
 def _versions() -> dict:
@@ -228,55 +187,84 @@ def _check_previous(args: argparse.Namespace, prev_sha256: str, model_sha256: st
                          f"fingerprint differs from the one {record} records (reordered, changed or other faces?)")
 
 
+@dataclass
+class _Inputs:
+    """What :func:`_read_inputs` reads and checks (numpy only, before torch is imported)."""
+
+    feats: Any                 # (N, d) the faces to cluster; with --assign-to the NEW faces
+    labels: Any                # their labels (None without --labels)
+    model_sha256: str
+    fingerprint: Any           # SHA-256 of the faces OUT lists, in its order: fed the previous faces so far
+    notes: list[str] = field(default_factory=list)  # printed on stderr, recorded in OUT.json
+    prev_feats: Any = None     # with --assign-to: the faces PREVIOUS_OUT clusters, their ids and labels
+    prev_ids: Any = None
+    prev_labels: Any = None
+
+
 def run(args: argparse.Namespace) -> dict:
+    """Check the arguments and reserve the outputs, read the inputs, load the model, cluster (or assign the new
+    faces to PREVIOUS_OUT's clusters), then write every output at once. Returns the result (metrics with labels)."""
+    from clustering.io import AtomicFiles
+
     t_start = time.perf_counter()
     _check_args(args)
-    outputs = _Outputs(_output_paths(args))
-    try:
-        outputs.reserve()
-        result, texts = _cluster(args, t_start)
-        outputs.commit(texts)
-    finally:
-        outputs.discard()
+    with AtomicFiles(_output_paths(args)) as outputs:  # every output checked and reserved before any work
+        t_load = time.perf_counter()
+        inputs = _read_inputs(args)
+        pipe = _load_model(args, inputs.feats)
+        from clustering.pipeline import Timer  # torch: imported after the numpy-only reads
+
+        timer = Timer()
+        timer.seconds["load"] = time.perf_counter() - t_load
+        pred, labels, k, info = (_assign_new(args, pipe, inputs, timer) if args.assign_to is not None
+                                 else _cluster_all(args, pipe, inputs, timer))
+        for note in inputs.notes:
+            print(f"note: {_one_line(note)}", file=sys.stderr)
+        result = _result(args, pred, labels, info, timer, t_start, n_new=inputs.feats.shape[0])
+        texts = _output_texts(args, pipe, inputs, pred, k, info, result)
+        outputs.commit({path: (lambda fh, text=text: fh.write(text.encode("utf-8")))
+                        for path, text in texts.items()})
     return result
 
 
-def _cluster(args: argparse.Namespace, t_start: float) -> tuple[dict, dict[str, str]]:
-    """The work of :func:`run`: ``(result, {output path: text})``."""
+def _read_inputs(args: argparse.Namespace) -> _Inputs:
+    """Read and check the features, labels and (with --assign-to) the previous result, numpy only: bad data is
+    reported without waiting for torch."""
     import hashlib
-
-    import numpy as np
 
     from clustering.io import (InputError, check_id_room, check_model_file, file_sha256, hash_rows,
                                load_cluster_ids, load_features, load_labels)
 
-    incremental = args.assign_to is not None
-    notes: list[str] = []
     check_model_file(args.model)  # cheap checks before importing torch; ClusteringPipeline.load does the rest
-    seconds_load = time.perf_counter()
-    # numpy-only reads first: bad data is reported without waiting for torch
     feats = load_features(args.features, dim=args.dim)
-    labels = load_labels(args.labels, n=feats.shape[0]) if args.labels else None
-    model_sha256 = file_sha256(args.model)
-    fingerprint = hashlib.sha256()  # of the faces OUT lists, in its order
-    prev_feats = prev_ids = prev_labels = None
-    if incremental:
-        prev_dim = args.previous_dim if args.previous_dim is not None else args.dim
-        prev_feats = load_features(args.previous_features, dim=prev_dim)
-        if prev_feats.shape[1] != feats.shape[1]:
-            raise InputError(f"{args.previous_features}: previous features have dimension {prev_feats.shape[1]}, "
-                             f"the new ones ({args.features}) {feats.shape[1]}")
-        prev_ids = load_cluster_ids(args.assign_to, n=prev_feats.shape[0])
-        check_id_room(prev_ids, feats.shape[0], args.assign_to)
-        prev_labels = load_labels(args.previous_labels, n=prev_feats.shape[0]) if args.previous_labels else None
-        _check_previous(args, hash_rows(fingerprint, prev_feats).hexdigest(), model_sha256, notes)
+    inputs = _Inputs(feats=feats, labels=load_labels(args.labels, n=feats.shape[0]) if args.labels else None,
+                     model_sha256=file_sha256(args.model), fingerprint=hashlib.sha256())
+    if args.assign_to is None:
+        return inputs
+    prev_dim = args.previous_dim if args.previous_dim is not None else args.dim
+    prev_feats = load_features(args.previous_features, dim=prev_dim)
+    if prev_feats.shape[1] != feats.shape[1]:
+        raise InputError(f"{args.previous_features}: previous features have dimension {prev_feats.shape[1]}, "
+                         f"the new ones ({args.features}) {feats.shape[1]}")
+    inputs.prev_feats = prev_feats
+    inputs.prev_ids = load_cluster_ids(args.assign_to, n=prev_feats.shape[0])
+    check_id_room(inputs.prev_ids, feats.shape[0], args.assign_to)
+    inputs.prev_labels = (load_labels(args.previous_labels, n=prev_feats.shape[0]) if args.previous_labels
+                          else None)
+    _check_previous(args, hash_rows(inputs.fingerprint, prev_feats).hexdigest(), inputs.model_sha256, inputs.notes)
+    return inputs
+
+
+def _load_model(args: argparse.Namespace, feats):
+    """The model file as a :class:`~clustering.pipeline.ClusteringPipeline`, checked against the features, with
+    the command line's seed, kNN method and batch size."""
+    from dataclasses import replace
 
     import torch
 
-    from clustering.metrics import evaluate
-    from clustering.pipeline import ClusteringPipeline, Timer
+    from clustering.io import InputError
+    from clustering.pipeline import ClusteringPipeline
 
-    timer = Timer()
     pipe = ClusteringPipeline.load(args.model, device=args.device)
     if args.dim is not None and pipe.feat_dim is not None and args.dim != pipe.feat_dim:
         raise InputError(f"{args.features}: --dim {args.dim} differs from the model's feature dimension "
@@ -284,11 +272,9 @@ def _cluster(args: argparse.Namespace, t_start: float) -> tuple[dict, dict[str, 
     if pipe.feat_dim is not None and feats.shape[1] != pipe.feat_dim:
         raise InputError(f"{args.features}: features have dimension {feats.shape[1]}, the model {args.model} "
                          f"expects {pipe.feat_dim}")
-    timer.seconds["load"] = time.perf_counter() - seconds_load
     if args.seed is not None:
-        pipe.graph.seed = args.seed
         try:
-            pipe.graph.check()
+            pipe.graph = replace(pipe.graph, seed=args.seed)  # checked by GraphConfig
         except ValueError as exc:
             raise InputError(f"--seed {args.seed}: {exc}") from None
     if args.knn_method:
@@ -296,57 +282,86 @@ def _cluster(args: argparse.Namespace, t_start: float) -> tuple[dict, dict[str, 
     if args.batch_size:
         pipe.batch_size = args.batch_size
     torch.manual_seed(pipe.graph.seed)  # inference draws nothing at random; this makes sure of it
+    return pipe
 
-    n_new = feats.shape[0]
-    n_prev = 0 if prev_feats is None else prev_feats.shape[0]
-    n = n_prev + n_new
-    if incremental:
-        from clustering.incremental import assign_new_faces
 
-        new_ids, info = assign_new_faces(pipe, prev_feats, prev_ids, feats, timer=timer, progress=args.progress)
-        pred = np.concatenate([prev_ids, new_ids])
-        if labels is not None:
-            labels = np.concatenate([prev_labels, labels])
-    else:
-        pred, info = pipe.cluster(feats, timer, progress=args.progress)
+def _cluster_all(args: argparse.Namespace, pipe, inputs: _Inputs, timer):
+    """Cluster the features: ``(ids, labels, K used, info)``."""
+    pred, info = pipe.cluster(inputs.feats, timer, progress=args.progress)
     k = info.pop("k")
+    n = inputs.feats.shape[0]
+    _note_small_k(args, pipe, k, f"{n} face{'s' if n > 1 else ''}", inputs.notes)
+    return pred, inputs.labels, k, info
+
+
+def _assign_new(args: argparse.Namespace, pipe, inputs: _Inputs, timer):
+    """Add the new faces to PREVIOUS_OUT's clusters: ``(ids of previous then new faces, their labels, K used,
+    info)``."""
+    import numpy as np
+
+    from clustering.incremental import assign_new_faces
+
+    new_ids, info = assign_new_faces(pipe, inputs.prev_feats, inputs.prev_ids, inputs.feats, timer=timer,
+                                     progress=args.progress)
+    pred = np.concatenate([inputs.prev_ids, new_ids])
+    labels = None if inputs.labels is None else np.concatenate([inputs.prev_labels, inputs.labels])
+    k = info.pop("k")
+    _note_small_k(args, pipe, k, f"{inputs.prev_feats.shape[0]} previous + {inputs.feats.shape[0]} new faces",
+                  inputs.notes)
+    return pred, labels, k, info
+
+
+def _note_small_k(args: argparse.Namespace, pipe, k: int, what: str, notes: list[str]) -> None:
     if k < pipe.graph.k:
-        what = f"{n_prev} previous + {n_new} new faces" if incremental else f"{n} face{'s' if n > 1 else ''}"
         notes.append(f"{args.features}: only {what}: clustering with K = {k} neighbours instead of the model's "
                      f"{pipe.graph.k}")
-    for note in notes:
-        print(f"note: {_one_line(note)}", file=sys.stderr)
 
-    texts = {args.out: "".join(f"{c}\n" for c in pred.tolist())}
-    result = {"n_faces": int(n), "n_clusters": int(np.unique(pred).shape[0])}
-    if incremental:
-        result.update({"n_previous": int(n_prev), "n_new": int(n_new), **info})
+
+def _result(args: argparse.Namespace, pred, labels, info: dict, timer, t_start: float, n_new: int) -> dict:
+    """Counts, the metrics (with labels) and the seconds per stage (``n_new``: the faces of --features)."""
+    import numpy as np
+
+    from clustering.metrics import evaluate
+
+    n = int(pred.shape[0])
+    result = {"n_faces": n, "n_clusters": int(np.unique(pred).shape[0])}
+    if args.assign_to is not None:
+        result.update({"n_previous": n - int(n_new), "n_new": int(n_new), **info})
     if labels is not None:
         with timer("evaluate"):
             m = evaluate(labels, pred)
         result.update({"pairwise": {"precision": m["pairwise_p"], "recall": m["pairwise_r"], "f": m["pairwise_f"]},
                        "bcubed": {"precision": m["bcubed_p"], "recall": m["bcubed_r"], "f": m["bcubed_f"]},
                        "nmi": m["nmi"], "n_clusters": m["n_clusters"], "n_faces": m["n_faces"]})
-    seconds = {**{s: round(v, 4) for s, v in timer.seconds.items()}, "total": round(time.perf_counter() - t_start, 4)}
-    result["seconds"] = seconds
+    result["seconds"] = {**{s: round(v, 4) for s, v in timer.seconds.items()},
+                         "total": round(time.perf_counter() - t_start, 4)}
+    return result
+
+
+def _output_texts(args: argparse.Namespace, pipe, inputs: _Inputs, pred, k: int, info: dict,
+                  result: dict) -> dict[str, str]:
+    """``{output path: text}``: OUT (one id per line), OUT.json (the record) and the metrics JSON."""
+    from clustering.io import file_sha256, hash_rows
+
+    texts = {args.out: "".join(f"{c}\n" for c in pred.tolist())}
     if args.metrics_json:
         texts[args.metrics_json] = json.dumps(result, indent=1) + "\n"
     sidecar = {"command": sys.argv, "cwd": os.getcwd(), "model": os.path.abspath(args.model),
-               "model_sha256": model_sha256,
+               "model_sha256": inputs.model_sha256,
                "features": os.path.abspath(args.features), "features_bytes": os.path.getsize(args.features),
-               "features_sha256": hash_rows(fingerprint, feats).hexdigest(),
-               "n_faces": int(n), "k": int(k), "seed": int(pipe.graph.seed), "graph": pipe.graph.to_dict(),
+               "features_sha256": hash_rows(inputs.fingerprint, inputs.feats).hexdigest(),
+               "n_faces": int(pred.shape[0]), "k": int(k), "seed": int(pipe.graph.seed), "graph": pipe.graph.to_dict(),
                "knn": pipe.knn, "batch_size": pipe.batch_size, "device": pipe.device, "versions": _versions(),
-               "notes": notes, "seconds": seconds, "model_meta": pipe.meta}
-    if incremental:
+               "notes": inputs.notes, "seconds": result["seconds"], "model_meta": pipe.meta}
+    if args.assign_to is not None:
         sidecar["assign_to"] = {"previous_out": os.path.abspath(args.assign_to),
                                 "previous_out_sha256": file_sha256(args.assign_to),
                                 "previous_features": os.path.abspath(args.previous_features),
                                 "previous_features_bytes": os.path.getsize(args.previous_features),
-                                "n_previous": int(n_prev), "n_new": int(n_new), **info,
+                                "n_previous": result["n_previous"], "n_new": result["n_new"], **info,
                                 "order": "previous faces first (ids unchanged), then the new faces"}
     texts[args.out + ".json"] = json.dumps(sidecar, indent=1, default=str) + "\n"
-    return result, texts
+    return texts
 
 
 def _one_line(text: str) -> str:

@@ -4,8 +4,10 @@
 
 The file holds both networks' weights and hyper-parameters (an :class:`SDTModule` checkpoint carries its Top-K
 predictor; a :class:`TopKModule` checkpoint gives the Top-K predictor alone), the preprocessing mean fitted on
-the training identities, K, the edge transform, the Jaccard variant, the combine rule and the pruning threshold:
-everything inference needs, and nothing of Lightning.
+the training identities and the graph settings (:class:`~clustering.pipeline.GraphConfig`: K, the edge transform,
+the Jaccard variant, the combine rule, the pruning threshold, early stopping and edge recall, the Infomap seed and
+trials; one option per field, K excepted: it is the checkpoint's): everything inference needs, and nothing of
+Lightning.
 
 ``--tune`` chooses the graph settings (Jaccard variant, combine rule, threshold) on the checkpoint's own
 validation split (identities held out from training, rebuilt from the datamodule settings stored in the
@@ -24,10 +26,12 @@ import numpy as np
 import torch
 
 from clustering.metrics import evaluate, selection_score
-from clustering.pipeline import ClusteringPipeline, GraphConfig, refine_and_cluster
+from clustering.pipeline import (ClusteringPipeline, GraphConfig, add_graph_arguments, graph_from_args,
+                                 refine_and_cluster)
 
-JACCARDS = ("topk", "none")
-COMBINES = ("product", "jaccard")
+# the --tune grid (a subset of GraphConfig's allowed values)
+TUNE_JACCARDS = ("topk", "none")
+TUNE_COMBINES = ("product", "jaccard")
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.0, 0.91, 0.05))
 
 
@@ -57,44 +61,47 @@ def val_split(ckpt: dict):
     return dm
 
 
-def tune(pipe: ClusteringPipeline, x, nbrs, sims, labels, base: GraphConfig, *, jaccards=JACCARDS,
-         combines=COMBINES, thresholds=THRESHOLDS) -> tuple[GraphConfig, list[dict]]:
+def tune(pipe: ClusteringPipeline, x, nbrs, sims, labels, base: GraphConfig, *, jaccards=TUNE_JACCARDS,
+         combines=TUNE_COMBINES, thresholds=THRESHOLDS) -> tuple[GraphConfig, list[dict]]:
     """Grid search of (jaccard, combine, threshold) on a labelled split by
     :func:`~clustering.metrics.selection_score`; returns the best config and the table. Without an SDT only
     ``combine="jaccard"`` is tried."""
-    k, q = pipe.predict(x, nbrs, sims)
-    if q is None:
+    k, pair_prob = pipe.predict(x, nbrs, sims)
+    if pair_prob is None:
         combines = ("jaccard",)
     table = []
     for jac, comb, th in itertools.product(jaccards, combines, thresholds):
         cfg = replace(base, jaccard=jac, combine=comb, threshold=float(th))
-        m = evaluate(labels, refine_and_cluster(nbrs, sims, cfg, k=k, pair_prob=q))
+        m = evaluate(labels, refine_and_cluster(nbrs, sims, cfg, k=k, pair_prob=pair_prob))
         table.append({"jaccard": jac, "combine": comb, "threshold": float(th), "pairwise_f": m["pairwise_f"],
                       "bcubed_f": m["bcubed_f"], "score": selection_score(m)})
     best = max(table, key=lambda r: r["score"])
     return replace(base, jaccard=best["jaccard"], combine=best["combine"], threshold=best["threshold"]), table
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line: the file options, then one option per :class:`GraphConfig` field but ``k`` (the
+    checkpoint's datamodule K), built from the dataclass (:func:`~clustering.pipeline.add_graph_arguments`)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", required=True, help="SDTModule or TopKModule checkpoint")
     ap.add_argument("--out", required=True, help="model file to write")
     ap.add_argument("--tune", action="store_true", help="choose jaccard/combine/threshold on the val split")
-    ap.add_argument("--transform", default="sigmoid", choices=["sigmoid", "exp"])
-    ap.add_argument("--jaccard", default="topk", choices=["topk", "all", "plain", "none"])
-    ap.add_argument("--combine", default="product", choices=["product", "mean", "sdt", "jaccard"])
-    ap.add_argument("--threshold", type=float, default=0.0)
-    ap.add_argument("--early-stop", action="store_true")
-    ap.add_argument("--seed", type=int, default=0, help="Infomap seed")
     ap.add_argument("--description", default="", help="free text stored in the file")
-    args = ap.parse_args(argv)
+    add_graph_arguments(ap, exclude=("k",))
+    return ap.parse_args(argv)
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        graph = graph_from_args(args)  # checked before the checkpoint is read; K is the checkpoint's
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
     module, ckpt = load_module(args.ckpt)
     dm_hp = ckpt.get("datamodule_hyper_parameters", {})
+    graph = replace(graph, k=int(dm_hp.get("k", graph.k)))
     mean_state = ckpt.get("FaceGraphDataModule", {}).get("mean")
     mean = None if mean_state is None else np.asarray(mean_state, dtype=np.float32)
-    graph = GraphConfig(k=int(dm_hp.get("k", 80)), transform=args.transform, jaccard=args.jaccard,
-                        combine=args.combine, threshold=args.threshold, early_stop=args.early_stop, seed=args.seed)
     pipe = module.pipeline(graph, mean, device="cpu")
     meta = {"description": args.description, "checkpoint": args.ckpt, "epoch": ckpt.get("epoch"),
             "trained_on": {k: dm_hp.get(k) for k in ("source", "features", "labels", "val_fraction", "split_seed")},

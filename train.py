@@ -18,7 +18,7 @@ in the same ``checkpoint.dirpath``; every N steps instead with ``--last_checkpoi
 Resuming: the same command plus ``--ckpt_path last`` continues from the newest ``last*.ckpt`` in
 ``checkpoint.dirpath`` (none there: a fresh start) and ends where the uninterrupted run ends: the data order is a
 function of (seed, epoch) (:class:`datamodules.face_graph.EpochShuffle`), the dropout RNG is re-seeded from (seed,
-epoch, batch) before every step (:class:`lightning_modules.common.OptimizedModule`) and the train loader is
+epoch, batch) before every step (:class:`lightning_modules.common.BaseModule`) and the train loader is
 resumable inside an epoch (:class:`datamodules.face_graph.ResumableLoader`); tests/test_resume.py.
 """
 from __future__ import annotations
@@ -59,6 +59,7 @@ class FaceClusterCLI(LightningCLI):
         # a cosine schedule spans the whole run (interval "epoch"); skipped for schedulers without T_max
         parser.link_arguments("trainer.max_epochs", "model.init_args.scheduler.init_args.T_max")
         parser.add_lightning_class_args(ClusteringEvaluation, "evaluation")
+        parser.link_arguments("data.k", "evaluation.graph.k")  # the validation graph's K
         # best.ckpt by the clustering metric, and last.ckpt every epoch (ModelCheckpoint's own save_last only
         # refreshes last.ckpt when a new best is saved), both in checkpoint.dirpath; `--ckpt_path last` resumes
         # from last.ckpt (the newest file named last*.ckpt there)

@@ -22,7 +22,7 @@ from common import largest_clusters, load_dataset
 from clustering.edges import oracle_k
 from clustering.knn import knn_search
 from clustering.metrics import evaluate, selection_score
-from clustering.pipeline import ClusteringPipeline, GraphConfig, Timer, refine_and_cluster
+from clustering.pipeline import ClusteringPipeline, GraphConfig, Timer, parse_graph_value, refine_and_cluster
 from clustering.preprocess import fit_mean, preprocess
 
 K = 80
@@ -96,23 +96,20 @@ def run_hdbscan(dataset: str, graphs: dict) -> list[dict]:
 
 
 def parse_overrides(spec: str) -> dict:
-    """``"field=value,..."`` -> GraphConfig overrides, each value cast to its field's type: a text field keeps its
-    text (``jaccard=none`` is the Jaccard variant "none"), ``none`` is None elsewhere (``edge_recall=none``)."""
-    defaults = GraphConfig().to_dict()
+    """``"field=value,..."`` -> GraphConfig overrides, each value cast to its field's type
+    (:func:`~clustering.pipeline.parse_graph_value`: a text field keeps its text, ``jaccard=none`` is the Jaccard
+    variant "none"; ``none`` is None elsewhere, ``edge_recall=none``), checked against the allowed values."""
     out = {}
     for item in filter(None, spec.split(",")):
         key, text = item.split("=", 1)
-        if key not in defaults:
-            raise SystemExit(f"unknown graph setting {key!r} in {spec!r} ({', '.join(defaults)})")
-        kind = type(defaults[key])
-        if kind is str:
-            out[key] = text
-        elif text.lower() == "none":
-            out[key] = None
-        elif kind is bool:
-            out[key] = text.lower() == "true"
-        else:
-            out[key] = int(text) if kind is int else float(text)
+        try:
+            out[key] = parse_graph_value(key, text)
+        except ValueError as exc:
+            raise SystemExit(f"{exc} in {spec!r}") from None
+    try:
+        GraphConfig(**out)  # every value checked here, not when the model runs
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"{exc} in {spec!r}") from None
     return out
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
+
 import numpy as np
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
@@ -31,9 +33,10 @@ class ClusteringEvaluation(Callback):
     Args:
         every_n_epochs: run at the end of every n-th validation epoch (a ModelCheckpoint monitoring these metrics
             needs the same ``every_n_epochs``).
-        transform, jaccard, combine, threshold, early_stop, seed, num_trials: the
-            :class:`~clustering.pipeline.GraphConfig` fields of the same names (see it for the choices); its ``k``
-            is the datamodule's.
+        graph: the graph settings (:class:`~clustering.pipeline.GraphConfig`). Its ``k``
+            is the datamodule's (``train.py`` links ``data.k`` to ``evaluation.graph.k``, and the validation graph has
+            that many neighbours whatever the value). In a config: ``evaluation: {graph: {threshold: 0.5}}`` or
+            ``--evaluation.graph.threshold=0.5``.
         batch_size: centres per network forward (None: the pipeline's default for the device).
         log_figure: log the figure when the logger can take one.
         prefix: metric-name prefix.
@@ -48,20 +51,13 @@ class ClusteringEvaluation(Callback):
     def __init__(
         self,
         every_n_epochs: int = 1,
-        transform: str = "sigmoid",
-        jaccard: str = "topk",
-        combine: str = "product",
-        threshold: float = 0.0,
-        early_stop: bool = False,
-        seed: int = 0,
-        num_trials: int = 1,
+        graph: GraphConfig = GraphConfig(),  # noqa: B008  (read-only default: the callback never changes it)
         batch_size: int | None = None,
         log_figure: bool = True,
         prefix: str = "val/",
     ) -> None:
         self.every_n_epochs = every_n_epochs
-        self.graph_kwargs = dict(transform=transform, jaccard=jaccard, combine=combine, threshold=threshold,
-                                 early_stop=early_stop, seed=seed, num_trials=num_trials)
+        self.graph = graph
         self.batch_size = batch_size
         self.log_figure = log_figure
         self.prefix = prefix
@@ -73,12 +69,13 @@ class ClusteringEvaluation(Callback):
     def cluster(self, pl_module: pl.LightningModule, datamodule) -> tuple[dict[str, float], dict[str, np.ndarray]]:
         """Cluster the validation split; returns ``(metrics, arrays)`` (arrays: pred, labels, k, k_star)."""
         split = datamodule.val_graph
-        graph = GraphConfig(k=datamodule.k, **self.graph_kwargs)
+        graph = replace(self.graph, k=datamodule.k)
         pipe = pl_module.pipeline(graph, datamodule.mean, batch_size=self.batch_size)
         timer = Timer()
         start = time.perf_counter()
-        k, q = pipe.predict(split.x, split.nbrs, split.sims, timer)  # = ClusteringPipeline.run_graph, keeping k
-        pred = refine_and_cluster(split.nbrs, split.sims, graph, k=k, pair_prob=q, timer=timer)
+        # = ClusteringPipeline.run_graph, keeping k
+        k, pair_prob = pipe.predict(split.x, split.nbrs, split.sims, timer)
+        pred = refine_and_cluster(split.nbrs, split.sims, graph, k=k, pair_prob=pair_prob, timer=timer)
         metrics = evaluate(split.labels, pred)
         metrics = {name: float(metrics[name]) for name in self.METRICS}
         metrics["score"] = selection_score(metrics)  # what checkpoints and export.py --tune select by

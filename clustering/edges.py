@@ -87,20 +87,20 @@ def intersections(nbrs: np.ndarray, p_hat: np.ndarray, k: np.ndarray | int | Non
     When the mean k is well below K only the ``k_j`` leading entries of each partner's list are visited (a ragged
     gather, ``O(N K mean(k))`` work); otherwise the full ``(C, K, K)`` block is gathered.
     """
-    n, kk = nbrs.shape
-    k_vec = _k_vector(k, n, kk)
+    n, K = nbrs.shape
+    k_vec = _k_vector(k, n, K)
     if threads:
         torch.set_num_threads(threads)
     nb = torch.from_numpy(np.ascontiguousarray(nbrs, dtype=np.int64))
     ph = torch.from_numpy(np.ascontiguousarray(p_hat, dtype=np.float32))
     kt = torch.from_numpy(k_vec)
-    in_top = (torch.arange(kk)[None, :] < kt[:, None]) & _first_occurrence(nb)  # (N, K) rank < k_i, unique id
+    in_top = (torch.arange(K)[None, :] < kt[:, None]) & _first_occurrence(nb)  # (N, K) rank < k_i, unique id
     ph_top = ph * in_top                                                  # p^_ih restricted to N_i^k
-    a = torch.empty((n, kk), dtype=torch.float32)
-    b = torch.empty((n, kk), dtype=torch.float32)
-    c = torch.empty((n, kk), dtype=torch.float32)
-    ragged = float(k_vec.mean()) < 0.4 * kk if ragged is None else ragged
-    rows = _chunk_rows(n, kk, mem_mb)
+    a = torch.empty((n, K), dtype=torch.float32)
+    b = torch.empty((n, K), dtype=torch.float32)
+    c = torch.empty((n, K), dtype=torch.float32)
+    ragged = float(k_vec.mean()) < 0.4 * K if ragged is None else ragged
+    rows = _chunk_rows(n, K, mem_mb)
     # dense[r, h] = (p^_ih, 1) for h in N_i^k, else (0, 0): both values sit in one 8-byte word, so one random
     # gather (of the float64 view) fetches both
     dense = torch.zeros((rows, n, 2), dtype=torch.float32)
@@ -110,7 +110,7 @@ def intersections(nbrs: np.ndarray, p_hat: np.ndarray, k: np.ndarray | int | Non
         for start in range(0, n, rows):
             stop = min(n, start + rows)
             cr = stop - start
-            local = torch.arange(cr)[:, None].expand(cr, kk)
+            local = torch.arange(cr)[:, None].expand(cr, K)
             own = nb[start:stop]                                    # (C, K) ids h of N_i = the partners j
             # accumulate: a repeated id (an empty faiss slot) adds 0, so no write race can drop the real entry
             slot = (local * n + own).reshape(-1) * 2
@@ -120,9 +120,9 @@ def intersections(nbrs: np.ndarray, p_hat: np.ndarray, k: np.ndarray | int | Non
                 sa, sb, sc = _ragged_sums(nb, ph, kt, own, cr, n, dense_words)
             else:
                 hj = nb[own]                                        # (C, K, K) N_j ids
-                mj = torch.arange(kk) < kt[own][..., None]          # (C, K, K) t < k_j
+                mj = torch.arange(K) < kt[own][..., None]          # (C, K, K) t < k_j
                 flat = (torch.arange(cr)[:, None, None] * n + hj).reshape(-1)
-                g = dense_words[flat].view(torch.float32).view(cr, kk, kk, 2)
+                g = dense_words[flat].view(torch.float32).view(cr, K, K, 2)
                 gp, gm = g[..., 0], g[..., 1]                       # p^_ih and 1 if h in N_i^k (else 0, 0)
                 sa = (gp * mj).sum(-1)
                 sb = (ph_top[own] * gm).sum(-1)
@@ -143,9 +143,9 @@ def _first_occurrence(nb: torch.Tensor) -> torch.Tensor:
 
 def topk_sizes(nbrs: np.ndarray, k: np.ndarray | int | None = None) -> np.ndarray:
     """``|N_i^k|``: distinct ids among the first ``k_i`` neighbours, ``(N,)`` int64."""
-    n, kk = nbrs.shape
+    n, K = nbrs.shape
     nb = torch.from_numpy(np.ascontiguousarray(nbrs, dtype=np.int64))
-    in_top = (torch.arange(kk)[None, :] < torch.from_numpy(_k_vector(k, n, kk))[:, None]) & _first_occurrence(nb)
+    in_top = (torch.arange(K)[None, :] < torch.from_numpy(_k_vector(k, n, K))[:, None]) & _first_occurrence(nb)
     return in_top.sum(1).numpy()
 
 
@@ -158,31 +158,31 @@ def _ragged_sums(nb: torch.Tensor, ph: torch.Tensor, kt: torch.Tensor, own: torc
     ``benchmarks/scatter_sums.py``)."""
     from torch_geometric.utils import scatter  # torch-scatter when installed
 
-    kk = nb.shape[1]
+    K = nb.shape[1]
     j = own.reshape(-1)                                             # (P,) partners, P = C K
     lens = kt[j]                                                    # (P,) k_j
     pair = torch.repeat_interleave(torch.arange(j.numel()), lens)   # (T,) pair of each visited entry
     first = torch.cumsum(lens, 0) - lens
     t = torch.arange(pair.numel()) - first[pair]                    # (T,) rank t < k_j
-    jt = j[pair] * kk + t                                           # flat index into (N, K)
+    jt = j[pair] * K + t                                            # flat index into (N, K)
     h = nb.view(-1)[jt]                                             # (T,) h = nbrs[j, t]
-    flat = (pair // kk) * n + h                                     # row of the centre, column h
+    flat = (pair // K) * n + h                                      # row of the centre, column h
     g = dense_words[flat].view(torch.float32).view(-1, 2)
     gp, gm = g[:, 0], g[:, 1]                                       # p^_ih and 1 if h in N_i^k (else 0, 0)
     terms = torch.stack([gp, ph.view(-1)[jt] * gm, gm], dim=1)      # (T, 3): the three summands
     sums = scatter(terms, pair, dim=0, dim_size=j.numel(), reduce="sum")  # (P, 3) per pair
-    return sums[:, 0].view(cr, kk), sums[:, 1].view(cr, kk), sums[:, 2].view(cr, kk)
+    return sums[:, 0].view(cr, K), sums[:, 1].view(cr, K), sums[:, 2].view(cr, K)
 
 
-def _k_vector(k: np.ndarray | int | None, n: int, kk: int) -> np.ndarray:
+def _k_vector(k: np.ndarray | int | None, n: int, K: int) -> np.ndarray:
     if k is None:
-        return np.full(n, kk, dtype=np.int64)
+        return np.full(n, K, dtype=np.int64)
     if np.isscalar(k):
-        return np.full(n, int(k), dtype=np.int64).clip(1, kk)
+        return np.full(n, int(k), dtype=np.int64).clip(1, K)
     k = np.asarray(k, dtype=np.int64).reshape(-1)
     if k.shape[0] != n:
         raise ValueError(f"k has {k.shape[0]} entries for {n} nodes")
-    return k.clip(1, kk)
+    return k.clip(1, K)
 
 
 def topk_jaccard(nbrs: np.ndarray, sims: np.ndarray, k: np.ndarray | int | None, *, transform: str = "sigmoid",
@@ -194,12 +194,12 @@ def topk_jaccard(nbrs: np.ndarray, sims: np.ndarray, k: np.ndarray | int | None,
         k: per-node Top-K sizes (predicted or oracle), an int, or ``None`` for all K (FC-ESER's version).
         transform: ``"sigmoid"`` (this method) or ``"exp"`` (FC-ESER) for ``P_ij``.
     """
-    n, kk = nbrs.shape
+    n, K = nbrs.shape
     p_hat = row_normalise(edge_prob(sims, transform))
-    k_vec = _k_vector(k, n, kk)
+    k_vec = _k_vector(k, n, K)
     a, b, _ = intersections(nbrs, p_hat, k_vec, mem_mb=mem_mb)
     first = _first_occurrence(torch.from_numpy(np.ascontiguousarray(nbrs, dtype=np.int64))).numpy()
-    s = (p_hat * ((np.arange(kk)[None, :] < k_vec[:, None]) & first)).sum(axis=1)  # sum_{h in N_i^k} p^_ih
+    s = (p_hat * ((np.arange(K)[None, :] < k_vec[:, None]) & first)).sum(axis=1)  # sum_{h in N_i^k} p^_ih
     denom = s[:, None] + s[nbrs]
     return ((a + b) / np.maximum(denom, 1e-12)).astype(np.float32)
 
@@ -211,8 +211,8 @@ def weighted_jaccard(nbrs: np.ndarray, sims: np.ndarray, *, transform: str = "ex
 
 def plain_jaccard(nbrs: np.ndarray, k: np.ndarray | int | None = None, *, mem_mb: float = 512) -> np.ndarray:
     """Ada-NETS' ``|N_i^k ∩ N_j^k| / |N_i^k ∪ N_j^k|`` for every kNN pair, ``(N, K)``."""
-    n, kk = nbrs.shape
-    k_vec = _k_vector(k, n, kk)
+    n, K = nbrs.shape
+    k_vec = _k_vector(k, n, K)
     _, _, c = intersections(nbrs, np.ones(nbrs.shape, np.float32), k_vec, mem_mb=mem_mb)
     size = topk_sizes(nbrs, k_vec)
     union = size[:, None] + size[nbrs] - c

@@ -122,7 +122,7 @@ def subgraph_weights(pipe: ClusteringPipeline, x: np.ndarray, n_prev: int, k: in
     rows_g = np.concatenate([q_ids, reached])                                # R = Q + T, global ids
     nb_r = np.concatenate([nb_q, nb_t])                                      # (R, K) global ids
     s_r = np.concatenate([s_q, s_t])
-    k_r, q_r = pipe.predict(x, nb_r, s_r, timer, progress)
+    k_r, pair_prob_r = pipe.predict(x, nb_r, s_r, timer, progress)
 
     with timer("jaccard"):
         # local ids: R first, then the other faces seen in the lists (U), each with a placeholder list of itself;
@@ -139,10 +139,11 @@ def subgraph_weights(pipe: ClusteringPipeline, x: np.ndarray, n_prev: int, k: in
         nbrs = np.concatenate([loc[nb_r], np.repeat(np.arange(n_r, n_r + n_u)[:, None], k, axis=1)])
         sims = np.concatenate([s_r, np.full((n_u, k), -1.0, dtype=np.float32)])
         sims[n_r:, 0] = 1.0
-        kk = None if k_r is None else np.concatenate([k_r, np.ones(n_u, dtype=np.int64)])
-        qq = None if q_r is None else np.concatenate([q_r, np.zeros((n_u, k), dtype=np.float32)])
+        k_all = None if k_r is None else np.concatenate([k_r, np.ones(n_u, dtype=np.int64)])
+        pair_prob_all = (None if pair_prob_r is None
+                         else np.concatenate([pair_prob_r, np.zeros((n_u, k), dtype=np.float32)]))
         cfg = pipe.graph
-        w = edge_weights(nbrs, sims, replace(cfg, early_stop=False), k=kk, pair_prob=qq)[:n_r]
+        w = edge_weights(nbrs, sims, replace(cfg, early_stop=False), k=k_all, pair_prob=pair_prob_all)[:n_r]
         outside = nbrs[:n_r] >= n_r                                          # edges to U: not computed
         if cfg.early_stop:  # the walk steps over U entries (their weights are unknown here)
             w = np.where(early_stop_mask(np.where(outside, np.inf, w), cfg.threshold), w, 0.0)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from typing import Literal, get_args, get_origin, get_type_hints
 
 import numpy as np
 import torch
@@ -23,11 +25,19 @@ from .edges import TRANSFORMS, early_stop_mask, edge_prob, plain_jaccard, topk_j
 from .mapequation import infomap_cluster, knn_edges
 from .subgraphs import as_tensor, gather_subgraphs
 
-__all__ = ["GraphConfig", "combine_edges", "edge_weights", "refine_and_cluster", "predict_k", "predict_pairs", "Timer",
-           "check_state", "resolve_device"]
+__all__ = ["GraphConfig", "graph_fields", "add_graph_arguments", "graph_from_args", "parse_graph_value",
+           "combine_edges", "edge_weights", "refine_and_cluster", "predict_k", "predict_pairs", "Timer", "check_state",
+           "resolve_device"]
 
-JACCARDS = ("topk", "all", "plain", "none")
-COMBINES = ("product", "mean", "sdt", "jaccard")
+Transform = Literal["sigmoid", "exp", "cosine"]
+Jaccard = Literal["topk", "all", "plain", "none"]
+Combine = Literal["product", "mean", "sdt", "jaccard"]
+# the allowed values, one list per field: the Literal types above
+TRANSFORM_NAMES: tuple[str, ...] = get_args(Transform)
+JACCARDS: tuple[str, ...] = get_args(Jaccard)
+COMBINES: tuple[str, ...] = get_args(Combine)
+if set(TRANSFORM_NAMES) != set(TRANSFORMS):
+    raise ImportError("GraphConfig's transforms and clustering.edges.TRANSFORMS differ")
 MAX_K = 1024          # neighbours per face a model may ask for (the project's models use 80)
 MAX_SEED = 2**31 - 2  # Infomap takes seed + 1 as a 32-bit integer
 MAX_TRIALS = 100      # Infomap trials (each one a full run)
@@ -35,7 +45,9 @@ MAX_TRIALS = 100      # Infomap trials (each one a full run)
 
 @dataclass
 class GraphConfig:
-    """Non-learned settings of the graph half.
+    """Non-learned settings of the graph half. Every value is checked when the object is made (``__post_init__``:
+    :meth:`check`), so a config that cannot run is refused where it is written (a model file, the callback's
+    ``graph`` block, an ``export.py`` flag, a benchmark override), not half-way through a run.
 
     Attributes:
         k: neighbours per face in the kNN graph (self included).
@@ -43,8 +55,9 @@ class GraphConfig:
             ``"cosine"`` (the similarity itself, plain kNN + Infomap).
         jaccard: ``"topk"`` (per-node k; all K when no k is given), ``"all"`` (all K neighbours, ignore k),
             ``"plain"`` (Ada-NETS count Jaccard) or ``"none"`` (the raw edge probability).
-        combine: how the SDT pair probability ``q`` and the Jaccard probability ``p`` make the edge weight:
-            ``"product"`` (``p * q``), ``"mean"`` (``(p + q) / 2``), ``"sdt"`` (``q``), ``"jaccard"`` (``p``).
+        combine: how the SDT pair probability ``q`` and the Jaccard probability ``p`` make the edge weight
+            (:func:`combine_edges`): ``"product"`` (``p * q``), ``"mean"`` (``(p + q) / 2``), ``"sdt"`` (``q``),
+            ``"jaccard"`` (``p``).
         threshold: edges with weight <= threshold are pruned before Infomap.
         early_stop: FC-ESER's early stopping: walking each face's neighbours in cosine order, also prune every
             neighbour after the first pruned one.
@@ -56,14 +69,17 @@ class GraphConfig:
     """
 
     k: int = 80
-    transform: str = "sigmoid"
-    jaccard: str = "topk"
-    combine: str = "product"
+    transform: Transform = "sigmoid"
+    jaccard: Jaccard = "topk"
+    combine: Combine = "product"
     threshold: float = 0.0
     early_stop: bool = False
     edge_recall: float | None = None
     seed: int = 0
     num_trials: int = 1
+
+    def __post_init__(self) -> None:
+        self.check()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,14 +99,80 @@ class GraphConfig:
         integer("k", 1, MAX_K)
         integer("seed", 0, MAX_SEED)
         integer("num_trials", 1, MAX_TRIALS)
-        for name, allowed in (("transform", tuple(TRANSFORMS)), ("jaccard", JACCARDS), ("combine", COMBINES)):
-            if getattr(self, name) not in allowed:
+        for name, (_, allowed) in graph_fields().items():
+            if allowed and getattr(self, name) not in allowed:
                 raise ValueError(f"unknown graph {name} {getattr(self, name)!r} ({', '.join(allowed)})")
         real("threshold", self.threshold)
         if not isinstance(self.early_stop, bool):
             raise ValueError(f"graph early_stop must be true or false, got {self.early_stop!r}")
         if self.edge_recall is not None:
             real("edge_recall", self.edge_recall)
+
+
+def graph_fields() -> dict[str, tuple[type, tuple | None]]:
+    """``{field: (type, allowed values or None)}`` of :class:`GraphConfig`, read from its annotations: ``type`` is
+    ``str`` for a ``Literal`` field (its values are the allowed ones) and the non-``None`` type of an optional one."""
+    out = {}
+    for name, hint in get_type_hints(GraphConfig).items():
+        if get_origin(hint) is Literal:
+            out[name] = (str, get_args(hint))
+        else:
+            args = [a for a in get_args(hint) if a is not type(None)]  # float | None -> float
+            out[name] = (args[0] if args else hint, None)
+    return out
+
+
+def graph_field_help() -> dict[str, str]:
+    """One line of help per :class:`GraphConfig` field, from the ``Attributes:`` section of its docstring."""
+    text = (GraphConfig.__doc__ or "").split("Attributes:", 1)[-1]
+    parts = re.split(r"^\s{8}(\w+): ", text, flags=re.M)[1:]
+    return {name: " ".join(body.split()).replace("``", "") for name, body in zip(parts[::2], parts[1::2])}
+
+
+def parse_graph_value(name: str, text: str):
+    """The value of :class:`GraphConfig` field ``name`` written as ``text`` (``"true"``/``"false"`` for a flag,
+    ``"none"`` for ``None`` in an optional number; a text field keeps its text: ``jaccard=none`` is the Jaccard
+    variant "none"). Raise ``ValueError`` for an unknown field or a value of the wrong kind."""
+    fields = graph_fields()
+    if name not in fields:
+        raise ValueError(f"unknown graph setting {name!r} ({', '.join(fields)})")
+    kind, allowed = fields[name]
+    if kind is str:
+        return text
+    if text.lower() == "none":
+        return None
+    if kind is bool:
+        if text.lower() not in ("true", "false"):
+            raise ValueError(f"graph {name} must be true or false, got {text!r}")
+        return text.lower() == "true"
+    return kind(text)
+
+
+def add_graph_arguments(parser, exclude: tuple[str, ...] = ()) -> None:
+    """One ``--field-name`` option per :class:`GraphConfig` field (but ``exclude``), its type, choices, default
+    and help taken from the dataclass: flags are ``--early-stop`` / ``--no-early-stop``. Read them back with
+    :func:`graph_from_args`."""
+    import argparse
+
+    defaults, helps = GraphConfig().to_dict(), graph_field_help()
+    group = parser.add_argument_group("graph settings (GraphConfig)")
+    for name, (kind, allowed) in graph_fields().items():
+        if name in exclude:
+            continue
+        flag = "--" + name.replace("_", "-")
+        text = helps.get(name, "").replace("%", "%%") + " (default: %(default)s)"
+        if kind is bool:
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=defaults[name],
+                               help=text)
+        else:
+            group.add_argument(flag, dest=name, type=kind, choices=allowed, default=defaults[name], help=text)
+
+
+def graph_from_args(args, **values) -> GraphConfig:
+    """The :class:`GraphConfig` of parsed :func:`add_graph_arguments` options; ``values`` give the excluded fields
+    (or override). Raises ``ValueError`` for a value out of range."""
+    given = {name: getattr(args, name) for name in graph_fields() if hasattr(args, name)}
+    return GraphConfig(**{**given, **values})
 
 
 class Timer:
@@ -109,7 +191,10 @@ class Timer:
 
 
 def jaccard_weights(nbrs: np.ndarray, sims: np.ndarray, k: np.ndarray | None, cfg: GraphConfig) -> np.ndarray:
-    """Edge probability ``(N, K)`` aligned with ``nbrs`` by ``cfg.jaccard`` / ``cfg.transform``."""
+    """Edge probability ``(N, K)`` aligned with ``nbrs`` by ``cfg.jaccard`` / ``cfg.transform`` (both checked, also
+    where the variant does not use the transform)."""
+    if cfg.transform not in TRANSFORM_NAMES:
+        raise ValueError(f"unknown transform {cfg.transform!r} ({', '.join(TRANSFORM_NAMES)})")
     if cfg.jaccard == "topk":
         return topk_jaccard(nbrs, sims, k, transform=cfg.transform)
     if cfg.jaccard == "all":
@@ -121,17 +206,18 @@ def jaccard_weights(nbrs: np.ndarray, sims: np.ndarray, k: np.ndarray | None, cf
     raise ValueError(f"unknown jaccard {cfg.jaccard!r} ({', '.join(JACCARDS)})")
 
 
-def combine_edges(p: np.ndarray, q: np.ndarray | None, how: str) -> np.ndarray:
-    """Edge weight from Jaccard probability ``p`` and SDT pair probability ``q`` (``None``: ``p`` alone)."""
-    if q is None or how == "jaccard":
-        return p
+def combine_edges(jaccard_prob: np.ndarray, pair_prob: np.ndarray | None, how: Combine) -> np.ndarray:
+    """Edge weight from the Jaccard probability and the SDT pair probability (``None``: the Jaccard probability
+    alone, whatever ``how``). An unknown ``how`` raises ``ValueError``, with or without a pair probability."""
+    if how not in COMBINES:
+        raise ValueError(f"unknown combine {how!r} ({', '.join(COMBINES)})")
+    if pair_prob is None or how == "jaccard":
+        return jaccard_prob
     if how == "product":
-        return p * q
+        return jaccard_prob * pair_prob
     if how == "mean":
-        return 0.5 * (p + q)
-    if how == "sdt":
-        return q
-    raise ValueError(f"unknown combine {how!r} ({', '.join(COMBINES)})")
+        return 0.5 * (jaccard_prob + pair_prob)
+    return pair_prob  # "sdt"
 
 
 def edge_weights(nbrs: np.ndarray, sims: np.ndarray, cfg: GraphConfig, *, k: np.ndarray | None = None,
@@ -387,7 +473,7 @@ class ClusteringPipeline:
                 progress: bool = False) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Run the networks on a kNN graph: ``(k (N,) or None, pair_prob (N, K) or None)``."""
         timer = timer or Timer()
-        k = q = None
+        k = pair_prob = None
         if self.topk is not None:
             with timer("topk"):
                 k = predict_k(self.topk, x, nbrs, sims, batch_size=self.batch_size, device=self.device,
@@ -395,16 +481,16 @@ class ClusteringPipeline:
         if self.sdt is not None:
             with timer("sdt"):
                 k_in = k if k is not None else np.full(nbrs.shape[0], nbrs.shape[1], dtype=np.int64)
-                q = predict_pairs(self.sdt, x, nbrs, sims, k_in, batch_size=self.batch_size, device=self.device,
-                                  progress=progress)
-        return k, q
+                pair_prob = predict_pairs(self.sdt, x, nbrs, sims, k_in, batch_size=self.batch_size,
+                                          device=self.device, progress=progress)
+        return k, pair_prob
 
     def run_graph(self, x: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, timer: Timer | None = None,
                   progress: bool = False) -> np.ndarray:
         """Networks + graph half on a ready kNN graph. Returns ``(N,)`` cluster ids."""
         timer = timer or Timer()
-        k, q = self.predict(x, nbrs, sims, timer, progress)
-        return refine_and_cluster(nbrs, sims, self.graph, k=k, pair_prob=q, timer=timer)
+        k, pair_prob = self.predict(x, nbrs, sims, timer, progress)
+        return refine_and_cluster(nbrs, sims, self.graph, k=k, pair_prob=pair_prob, timer=timer)
 
     def cluster(self, feats, timer: Timer | None = None, progress: bool = False) -> tuple[np.ndarray, dict]:
         """Cluster raw ``(N, d)`` embeddings (checked by the caller): ``(labels (N,) int64, info)``.
@@ -459,13 +545,14 @@ class ClusteringPipeline:
         x, nbrs, sims = self.graph_inputs(self.checked(feats), timer, progress)
         data = knn_data(x, nbrs, sims)
         if networks:
-            k, q = self.predict(x, nbrs, sims, timer, progress)
+            k, pair_prob = self.predict(x, nbrs, sims, timer, progress)
             if k is not None:
                 data.k = torch.from_numpy(k)
-            if q is not None:
-                data.pair_prob = torch.from_numpy(q).reshape(-1)
+            if pair_prob is not None:
+                data.pair_prob = torch.from_numpy(pair_prob).reshape(-1)
             with timer("jaccard"):
-                data.edge_weight = torch.from_numpy(edge_weights(nbrs, sims, self.graph, k=k, pair_prob=q)).reshape(-1)
+                w = edge_weights(nbrs, sims, self.graph, k=k, pair_prob=pair_prob)
+                data.edge_weight = torch.from_numpy(w).reshape(-1)
         return data
 
     # ---- the model file ------------------------------------------------------------------------------------
@@ -486,19 +573,12 @@ class ClusteringPipeline:
                 "meta": json.loads(json.dumps(self.meta, default=str))}
 
     def save(self, path: str) -> None:
-        """Write the model file atomically (a temporary file renamed into place)."""
-        import os
-        import tempfile
+        """Write the model file atomically (:func:`~clustering.io.atomic_write`: a temporary file renamed into
+        place)."""
+        from .io import atomic_write
 
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
-        os.close(fd)
-        try:
-            torch.save(self.state(), tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        state = self.state()
+        atomic_write(path, lambda fh: torch.save(state, fh))
 
     @classmethod
     def from_state(cls, state: dict, device: str = "auto") -> "ClusteringPipeline":

@@ -44,7 +44,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from clustering.edges import oracle_k, same_identity
 from clustering.graph import knn_data, pivot_adjacency, subgraph_batch
-from clustering.io import InputError, check_k, load_features, load_labels
+from clustering.io import InputError, atomic_write, check_k, load_features, load_labels
 from clustering.knn import knn_search
 from clustering.preprocess import fit_mean, preprocess
 from clustering.subgraphs import gather_subgraphs
@@ -326,9 +326,7 @@ class FaceGraphDataModule(pl.LightningDataModule):
             out[f"{part}_nbrs"], out[f"{part}_sims"] = knn_search(preprocess(feats[rows], mean), self.k, **self.knn)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.stem}-{os.getpid()}.tmp.npz")
-            np.savez(tmp, **out)
-            os.replace(tmp, path)
+            atomic_write(path, lambda fh: np.savez(fh, **out))
         return out
 
     def prepare_data(self) -> None:

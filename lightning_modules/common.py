@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
-__all__ = ["OptimizedModule", "param_groups", "topk_loss", "k_from_output", "network_spec", "step_seed"]
+__all__ = ["BaseModule", "param_groups", "topk_loss", "k_from_output", "network_spec", "step_seed"]
 
 
 def network_spec(net: torch.nn.Module) -> dict:
@@ -35,8 +35,10 @@ def step_seed(*keys: int) -> int:
     return int(np.random.SeedSequence([run_seed, *keys]).generate_state(1)[0])
 
 
-class OptimizedModule(pl.LightningModule):
-    """Builds the injected optimiser (and optional scheduler) over the trainable parameters, and completes the
+class BaseModule(pl.LightningModule):
+    """What both modules share: one ``_step`` for train and val, the k metrics, and the optimiser.
+
+    Builds the injected optimiser (and optional scheduler) over the trainable parameters, and completes the
     hyper-parameters that LightningCLI records for ``load_from_checkpoint``.
 
     Every training step first re-seeds the global RNGs (torch: dropout; numpy, random) with
@@ -72,6 +74,12 @@ class OptimizedModule(pl.LightningModule):
     def _step(self, batch: dict[str, Tensor], stage: str) -> Tensor:
         """The loss of one batch, with its metrics logged under ``stage`` ("train" or "val")."""
         raise NotImplementedError
+
+    def log_k_metrics(self, stage: str, k_pred: Tensor, k_star: Tensor) -> None:
+        """``{stage}/k_mae`` (mean ``|k - k*|``) and ``{stage}/k_acc`` (share with ``k == k*``) of a batch (B,)."""
+        batch_size, sync = k_star.shape[0], stage != "train"
+        self.log(f"{stage}/k_mae", (k_pred - k_star).abs().float().mean(), batch_size=batch_size, sync_dist=sync)
+        self.log(f"{stage}/k_acc", (k_pred == k_star).float().mean(), batch_size=batch_size, sync_dist=sync)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         return self._step(batch, "train")

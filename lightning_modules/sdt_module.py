@@ -15,7 +15,7 @@ from torchmetrics.classification import BinaryAccuracy, BinaryPrecision, BinaryR
 from clustering.pipeline import ClusteringPipeline, GraphConfig
 from models import PairClassifier, TopKPredictor
 
-from .common import OptimizedModule, k_from_output, network_spec, topk_loss
+from .common import BaseModule, k_from_output, network_spec, topk_loss
 from .topk_module import load_topk
 
 __all__ = ["SDTModule"]
@@ -28,7 +28,7 @@ def _pair_metrics(prefix: str) -> MetricCollection:
                              "pair_recall": BinaryRecall()}, prefix=prefix)
 
 
-class SDTModule(OptimizedModule):
+class SDTModule(BaseModule):
     """Trains a pair classifier (centre i vs each neighbour j: same identity?): a :class:`models.SDT`, or any
     :data:`models.PairClassifier` (the GNN baselines :class:`models.LGCN` / :class:`models.PivotGAT`, which ignore
     k and read the batch's pivot-subgraph links ``adj``: give the datamodule their ``pivot_u``).
@@ -120,34 +120,57 @@ class SDTModule(OptimizedModule):
         return self.model(feats, sims, k_pred, **inputs)
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
-        feats, sims, k_star, same = batch["feats"], batch["sims"], batch["k_star"], batch["same"]
-        B, K = sims.shape
-        sync = stage != "train"
-        loss = feats.new_zeros(())
-        k_pred = None
-        if self.topk is not None:
-            if self.frozen_topk:
-                self.topk.eval()  # frozen: no dropout, whatever mode Lightning put the module in
-                with torch.no_grad():
-                    out = self.topk(feats, sims)
-            else:
-                out = self.topk(feats, sims)  # (B, K) logits or (B,)
-                t_loss = topk_loss(out, k_star, K, self.topk.head, self.regression_loss)
-                loss = loss + self.topk_weight * t_loss
-                self.log(f"{stage}/topk_loss", t_loss, batch_size=B, sync_dist=sync)
-            k_pred = k_from_output(out.detach(), K, self.topk.head)  # (B,)
-            self.log(f"{stage}/k_mae", (k_pred - k_star).abs().float().mean(), batch_size=B, sync_dist=sync)
-            self.log(f"{stage}/k_acc", (k_pred == k_star).float().mean(), batch_size=B, sync_dist=sync)
-        k_in = k_star if self.schedule == "oracle" else k_pred
+        """Loss of one batch: the Top-K predictor's k (and its loss when joint), the pair classifier's logits on
+        the schedule's k, the pair loss; metrics logged under ``stage``."""
+        k_pred, topk_term = self._topk_step(batch, stage)
+        k_in = batch["k_star"] if self.schedule == "oracle" else k_pred
         inputs = {"adj": batch["adj"]} if "adj" in batch else {}  # a GNN's pivot-subgraph links
-        logits = self.model(feats, sims, k_in, **inputs)  # (B, W): the SDT's window of the K neighbours
-        same = same[:, : logits.size(1)]
+        logits = self.model(batch["feats"], batch["sims"], k_in, **inputs)  # (B, W): the SDT's window of the K
+        same = batch["same"][:, : logits.size(1)]
+        mask = self._pair_mask(same)
+        pair_loss = self._pair_loss(logits, same, mask)
+        loss = pair_loss if topk_term is None else topk_term + pair_loss
+        self._log_pairs(stage, loss, pair_loss, logits, same, mask)
+        return loss
+
+    def _topk_step(self, batch: dict[str, torch.Tensor], stage: str) -> tuple[torch.Tensor | None,
+                                                                             torch.Tensor | None]:
+        """``(k_pred (B,) or None, weighted Top-K loss or None)``: the Top-K predictor's k on this batch (frozen:
+        in eval mode, no gradient) and, when it is trained jointly, its weighted loss; logs the k metrics."""
+        if self.topk is None:
+            return None, None
+        feats, sims, k_star = batch["feats"], batch["sims"], batch["k_star"]
+        B, K = sims.shape
+        weighted = None
+        if self.frozen_topk:
+            self.topk.eval()  # frozen: no dropout, whatever mode Lightning put the module in
+            with torch.no_grad():
+                out = self.topk(feats, sims)
+        else:
+            out = self.topk(feats, sims)  # (B, K) logits or (B,)
+            t_loss = topk_loss(out, k_star, K, self.topk.head, self.regression_loss)
+            weighted = self.topk_weight * t_loss
+            self.log(f"{stage}/topk_loss", t_loss, batch_size=B, sync_dist=stage != "train")
+        k_pred = k_from_output(out.detach(), K, self.topk.head)  # (B,)
+        self.log_k_metrics(stage, k_pred, k_star)
+        return k_pred, weighted
+
+    def _pair_mask(self, same: torch.Tensor) -> torch.Tensor:
+        """``(B, W)`` bool: the pairs the loss and metrics count (the centre's own pair only with include_self)."""
         mask = torch.ones_like(same, dtype=torch.bool)
         if not self.include_self:
             mask[:, 0] = False
+        return mask
+
+    def _pair_loss(self, logits: torch.Tensor, same: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean BCE-with-logits (``pos_weight``) over the masked pairs."""
         bce = F.binary_cross_entropy_with_logits(logits, same, pos_weight=self.pos_weight, reduction="none")
-        pair_loss = bce[mask].mean()
-        loss = loss + pair_loss
+        return bce[mask].mean()
+
+    def _log_pairs(self, stage: str, loss: torch.Tensor, pair_loss: torch.Tensor, logits: torch.Tensor,
+                   same: torch.Tensor, mask: torch.Tensor) -> None:
+        """The losses, the pair metrics (threshold 0.5) and, in training, every SDT layer's lambda."""
+        B, sync = same.shape[0], stage != "train"
         metrics = self.train_metrics if stage == "train" else self.val_metrics
         metrics.update(torch.sigmoid(logits.detach())[mask], same[mask].long())
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=B, sync_dist=sync)
@@ -156,7 +179,6 @@ class SDTModule(OptimizedModule):
         if stage == "train":
             for layer, lam in enumerate(getattr(self.model, "lambdas", ())):
                 self.log(f"train/lambda_{layer}", lam.detach().float(), batch_size=B)
-        return loss
 
     def pipeline(self, graph: GraphConfig, mean: np.ndarray | None, **kwargs) -> ClusteringPipeline:
         """Inference object with the Top-K predictor (if any) and the pair classifier (shares the networks: no copy;

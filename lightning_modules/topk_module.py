@@ -10,12 +10,12 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from clustering.pipeline import ClusteringPipeline, GraphConfig
 from models import TopKPredictor
 
-from .common import OptimizedModule, k_from_output, topk_loss
+from .common import BaseModule, k_from_output, topk_loss
 
 __all__ = ["TopKModule", "load_topk"]
 
 
-class TopKModule(OptimizedModule):
+class TopKModule(BaseModule):
     """Trains a :class:`models.TopKPredictor` to predict ``k*`` from a centre's K neighbours.
 
     Loss: cross-entropy over the classes ``k* - 1`` (classification head) or L1 / smooth L1 on ``k* / K``
@@ -56,10 +56,8 @@ class TopKModule(OptimizedModule):
         out = self.model(feats, sims)  # (B, K) logits or (B,) k / K
         loss = topk_loss(out, k_star, K, self.model.head, self.regression_loss)
         k_pred = k_from_output(out.detach(), K, self.model.head)  # (B,)
-        sync = stage != "train"
-        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=B, sync_dist=sync)
-        self.log(f"{stage}/k_mae", (k_pred - k_star).abs().float().mean(), batch_size=B, sync_dist=sync)
-        self.log(f"{stage}/k_acc", (k_pred == k_star).float().mean(), batch_size=B, sync_dist=sync)
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=B, sync_dist=stage != "train")
+        self.log_k_metrics(stage, k_pred, k_star)
         return loss
 
     def pipeline(self, graph: GraphConfig, mean: np.ndarray | None, **kwargs) -> ClusteringPipeline:

@@ -38,15 +38,15 @@ def _clustered(n: int, d: int, n_clusters: int, spread: float, seed: int) -> np.
     return _unit(centres[lab] + spread * rng.standard_normal((n, d)) / math.sqrt(d)), lab
 
 
-def _random_knn(n: int, kk: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _random_knn(n: int, K: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A random kNN graph: row i is i followed by K-1 distinct other ids; sims 1 then decreasing in (-1, 1)."""
     rng = np.random.default_rng(seed)
-    nbrs = np.empty((n, kk), dtype=np.int64)
+    nbrs = np.empty((n, K), dtype=np.int64)
     for i in range(n):
         others = np.delete(np.arange(n), i)
         nbrs[i, 0] = i
-        nbrs[i, 1:] = rng.choice(others, size=kk - 1, replace=False)
-    sims = np.sort(rng.uniform(-0.3, 1.0, size=(n, kk)), axis=1)[:, ::-1].astype(np.float32)
+        nbrs[i, 1:] = rng.choice(others, size=K - 1, replace=False)
+    sims = np.sort(rng.uniform(-0.3, 1.0, size=(n, K)), axis=1)[:, ::-1].astype(np.float32)
     sims[:, 0] = 1.0
     return nbrs, np.ascontiguousarray(sims)
 
@@ -306,20 +306,20 @@ def _ref_topk_jaccard(nbrs, sims, k_vec, transform):
     """METHOD.md step 5, pair by pair: p~_ij = sum_{h in M}(p^_ih + p^_jh) / (sum_{N_i^k} p^_ih + sum_{N_j^k} p^_jh).
 
     p^ is row-normalised over all K neighbours (step 3). A neighbour id repeated in a row counts once (first)."""
-    n, kk = nbrs.shape
+    n, K = nbrs.shape
     P = edge_prob(sims, transform).astype(np.float64)
     p_hat = []
     tops = []
     for i in range(n):
         s_i = float(P[i].sum())
         d: dict[int, float] = {}
-        for t in range(kk):
+        for t in range(K):
             d.setdefault(int(nbrs[i, t]), P[i, t] / s_i)
         p_hat.append(d)
         tops.append(list(dict.fromkeys(int(h) for h in nbrs[i, : k_vec[i]])))
-    out = np.zeros((n, kk))
+    out = np.zeros((n, K))
     for i in range(n):
-        for s in range(kk):
+        for s in range(K):
             j = int(nbrs[i, s])
             ni, nj = set(tops[i]), set(tops[j])
             num = sum(p_hat[i][h] + p_hat[j][h] for h in ni & nj)
@@ -329,10 +329,10 @@ def _ref_topk_jaccard(nbrs, sims, k_vec, transform):
 
 
 def _ref_plain_jaccard(nbrs, k_vec):
-    n, kk = nbrs.shape
-    out = np.zeros((n, kk))
+    n, K = nbrs.shape
+    out = np.zeros((n, K))
     for i in range(n):
-        for s in range(kk):
+        for s in range(K):
             j = int(nbrs[i, s])
             a, b = set(nbrs[i, : k_vec[i]].tolist()), set(nbrs[j, : k_vec[j]].tolist())
             out[i, s] = len(a & b) / len(a | b)
@@ -342,20 +342,20 @@ def _ref_plain_jaccard(nbrs, k_vec):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("transform", ["sigmoid", "exp"])
 def test_topk_jaccard_random_k_matches_reference(seed: int, transform: str) -> None:
-    n, kk = 30, 8
-    nbrs, sims = _random_knn(n, kk, seed)
-    k_vec = np.random.default_rng(100 + seed).integers(1, kk + 1, n)
+    n, K = 30, 8
+    nbrs, sims = _random_knn(n, K, seed)
+    k_vec = np.random.default_rng(100 + seed).integers(1, K + 1, n)
     got = topk_jaccard(nbrs, sims, k_vec, transform=transform)
-    assert got.shape == (n, kk) and got.dtype == np.float32
+    assert got.shape == (n, K) and got.dtype == np.float32
     np.testing.assert_allclose(got, _ref_topk_jaccard(nbrs, sims, k_vec, transform), rtol=1e-5, atol=1e-6)
     assert ((got >= 0) & (got <= 1 + 1e-6)).all()
 
 
 @pytest.mark.parametrize("k", [None, 1, 3, 8, 20])
 def test_topk_jaccard_scalar_or_all_k(k) -> None:
-    n, kk = 25, 8
-    nbrs, sims = _random_knn(n, kk, seed=3)
-    k_vec = np.full(n, kk if k is None else min(k, kk))
+    n, K = 25, 8
+    nbrs, sims = _random_knn(n, K, seed=3)
+    k_vec = np.full(n, K if k is None else min(k, K))
     got = topk_jaccard(nbrs, sims, k)
     np.testing.assert_allclose(got, _ref_topk_jaccard(nbrs, sims, k_vec, "sigmoid"), rtol=1e-5, atol=1e-6)
 
@@ -385,28 +385,28 @@ def test_weighted_jaccard_is_exp_over_all_k() -> None:
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("k", ["random", None, 4])
 def test_plain_jaccard_matches_reference(seed: int, k) -> None:
-    n, kk = 30, 8
-    nbrs, _ = _random_knn(n, kk, seed)
+    n, K = 30, 8
+    nbrs, _ = _random_knn(n, K, seed)
     if k == "random":
-        k_arg = np.random.default_rng(seed + 50).integers(1, kk + 1, n)
+        k_arg = np.random.default_rng(seed + 50).integers(1, K + 1, n)
         k_vec = k_arg
     else:
         k_arg = k
-        k_vec = np.full(n, kk if k is None else k)
+        k_vec = np.full(n, K if k is None else k)
     got = plain_jaccard(nbrs, k_arg)
     np.testing.assert_allclose(got, _ref_plain_jaccard(nbrs, k_vec), rtol=1e-6)
 
 
 @pytest.mark.parametrize("ragged", [False, True], ids=["block", "ragged"])
 def test_intersections_counts_and_sums(ragged: bool) -> None:
-    n, kk = 20, 6
-    nbrs, sims = _random_knn(n, kk, seed=7)
-    k_vec = np.random.default_rng(7).integers(1, kk + 1, n)
+    n, K = 20, 6
+    nbrs, sims = _random_knn(n, K, seed=7)
+    k_vec = np.random.default_rng(7).integers(1, K + 1, n)
     p_hat = row_normalise(sigmoid_prob(sims))
     a, b, c = intersections(nbrs, p_hat, k_vec, ragged=ragged)
     pos = [{int(h): t for t, h in enumerate(nbrs[i])} for i in range(n)]
     for i in range(n):
-        for s in range(kk):
+        for s in range(K):
             j = int(nbrs[i, s])
             m = set(nbrs[i, : k_vec[i]].tolist()) & set(nbrs[j, : k_vec[j]].tolist())
             assert c[i, s] == len(m)
@@ -415,9 +415,9 @@ def test_intersections_counts_and_sums(ragged: bool) -> None:
 
 
 def test_jaccard_invariant_to_chunk_size() -> None:
-    n, kk = 40, 8
-    nbrs, sims = _random_knn(n, kk, seed=8)
-    k_vec = np.random.default_rng(8).integers(1, kk + 1, n)
+    n, K = 40, 8
+    nbrs, sims = _random_knn(n, K, seed=8)
+    k_vec = np.random.default_rng(8).integers(1, K + 1, n)
     for tiny in (1e-9, 0.002):  # 1 row per chunk; a few rows per chunk (not dividing N)
         np.testing.assert_array_equal(topk_jaccard(nbrs, sims, k_vec, mem_mb=tiny), topk_jaccard(nbrs, sims, k_vec))
         np.testing.assert_array_equal(plain_jaccard(nbrs, k_vec, mem_mb=tiny), plain_jaccard(nbrs, k_vec))
@@ -468,11 +468,11 @@ def _ref_oracle_k(nbrs, labels, beta=0.5):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_oracle_k_matches_bruteforce(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    n, kk = 40, 10
-    nbrs, _ = _random_knn(n, kk, seed)
+    n, K = 40, 10
+    nbrs, _ = _random_knn(n, K, seed)
     labels = rng.integers(0, 4, n)
     got = oracle_k(nbrs, labels)
-    assert got.dtype == np.int64 and ((got >= 1) & (got <= kk)).all()
+    assert got.dtype == np.int64 and ((got >= 1) & (got <= K)).all()
     np.testing.assert_array_equal(got, _ref_oracle_k(nbrs, labels))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -307,3 +308,26 @@ def test_check_k() -> None:
         check_k(0, 100)
     with pytest.raises(InputError, match="^tiny.bin: "):
         check_k(10, 3, "tiny.bin")
+
+
+def test_atomic_files_all_or_nothing(tmp_path: Path) -> None:
+    from clustering.io import AtomicFiles, atomic_write
+
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("old\n")
+
+    def fail(fh) -> None:
+        fh.write(b"half")
+        raise RuntimeError("writer failed")
+
+    with pytest.raises(RuntimeError), AtomicFiles([a, b]) as out:
+        assert len(list(tmp_path.iterdir())) == 3  # a.txt and both temporary files, created on entering
+        out.commit({str(a): lambda fh: fh.write(b"new\n"), str(b): fail})
+    assert a.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+    atomic_write(b, lambda fh: fh.write(b"x\n"))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert b.read_text() == "x\n" and (b.stat().st_mode & 0o777) == 0o666 & ~umask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]
+    with pytest.raises(InputError, match="does not exist"):
+        atomic_write(tmp_path / "absent" / "c.txt", lambda fh: None)

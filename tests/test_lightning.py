@@ -151,12 +151,14 @@ def test_callback_metrics_reach_wandb_offline(tiny_fit, tmp_path: Path) -> None:
 
     logger = ("--trainer.logger={class_path: WandbLogger, init_args: {offline: true, project: test, "
               f"save_dir: {tmp_path}" "}}")
-    cli = cli_main(tiny_fit(*topk_args(), logger, "--evaluation.threshold=0.05", "--evaluation.combine=jaccard"))
+    cli = cli_main(tiny_fit(*topk_args(), logger, "--evaluation.graph.threshold=0.05",
+                            "--evaluation.graph.combine=jaccard"))
     callback = evaluation(cli.trainer)
     metrics = callback.last_metrics
     wandb.finish()
     # the callback's metrics are the evaluation of a clustering of the val split with its own graph settings
-    assert callback.graph_kwargs["threshold"] == 0.05 and set(callback.METRICS) <= set(metrics)
+    assert callback.graph == GraphConfig(k=10, threshold=0.05, combine="jaccard")  # k linked to data.k
+    assert set(callback.METRICS) <= set(metrics)
     split = cli.datamodule.val_graph
     pipe = cli.model.pipeline(GraphConfig(k=10, threshold=0.05, combine="jaccard"), cli.datamodule.mean)
     ref = evaluate(split.labels, pipe.run_graph(split.x, split.nbrs, split.sims))

@@ -62,9 +62,9 @@ def easy():
 def test_graph_config_variants_cluster_well(easy, cfg, use_k, use_q, min_f) -> None:
     _, y, _, nbrs, sims = easy
     k = oracle_k(nbrs, y) if use_k else None
-    q = same_identity(nbrs, y).astype(np.float32) if use_q else None
+    pair_prob = same_identity(nbrs, y).astype(np.float32) if use_q else None
     timer = Timer()
-    labels = refine_and_cluster(nbrs, sims, cfg, k=k, pair_prob=q, timer=timer)
+    labels = refine_and_cluster(nbrs, sims, cfg, k=k, pair_prob=pair_prob, timer=timer)
     assert labels.shape == y.shape and labels.dtype == np.int64
     f = pairwise(y, labels)[2]
     assert f > min_f, f"{cfg}: pairwise F {f:.3f}"
@@ -81,14 +81,14 @@ def test_oracle_topk_jaccard_beats_all_k_on_easy_data(easy) -> None:
 
 def test_combine_edges() -> None:
     p = np.array([[1.0, 0.5, 0.2]], np.float32)
-    q = np.array([[1.0, 0.4, 0.8]], np.float32)
-    np.testing.assert_allclose(combine_edges(p, q, "product"), [[1.0, 0.2, 0.16]], rtol=1e-6)
-    np.testing.assert_allclose(combine_edges(p, q, "mean"), [[1.0, 0.45, 0.5]], rtol=1e-6)
-    np.testing.assert_array_equal(combine_edges(p, q, "sdt"), q)
-    np.testing.assert_array_equal(combine_edges(p, q, "jaccard"), p)
+    pair_prob = np.array([[1.0, 0.4, 0.8]], np.float32)
+    np.testing.assert_allclose(combine_edges(p, pair_prob, "product"), [[1.0, 0.2, 0.16]], rtol=1e-6)
+    np.testing.assert_allclose(combine_edges(p, pair_prob, "mean"), [[1.0, 0.45, 0.5]], rtol=1e-6)
+    np.testing.assert_array_equal(combine_edges(p, pair_prob, "sdt"), pair_prob)
+    np.testing.assert_array_equal(combine_edges(p, pair_prob, "jaccard"), p)
     np.testing.assert_array_equal(combine_edges(p, None, "product"), p)
     with pytest.raises(ValueError, match="unknown combine"):
-        combine_edges(p, q, "max")
+        combine_edges(p, pair_prob, "max")
 
 
 def test_combine_jaccard_ignores_pair_prob(easy) -> None:
@@ -105,8 +105,12 @@ def test_combine_jaccard_ignores_pair_prob(easy) -> None:
 
 def test_unknown_jaccard_raises(easy) -> None:
     _, _, _, nbrs, sims = easy
-    with pytest.raises(ValueError, match="unknown jaccard"):
-        refine_and_cluster(nbrs, sims, GraphConfig(k=K, jaccard="dice"))
+    with pytest.raises(ValueError, match="unknown graph jaccard 'dice'"):  # where the config is made
+        GraphConfig(k=K, jaccard="dice")
+    cfg = GraphConfig(k=K)
+    cfg.jaccard = "dice"  # set afterwards: refused when it is used
+    with pytest.raises(ValueError, match="unknown jaccard 'dice'"):
+        refine_and_cluster(nbrs, sims, cfg)
 
 
 def test_early_stop_prunes_after_first_weak_neighbour() -> None:
@@ -175,7 +179,7 @@ def test_pipeline_save_load_round_trip(small, tmp_path: Path) -> None:
     assert labels.shape == (len(x),) and labels.dtype == np.int64
     path = tmp_path / "model.pt"
     pipe.save(str(path))
-    assert path.exists() and not list(tmp_path.glob(".tmp-*"))  # atomic write leaves no temporary file
+    assert path.exists() and not list(tmp_path.glob(".*"))  # atomic write leaves no temporary file
     loaded = ClusteringPipeline.load(str(path), device="cpu")
     np.testing.assert_array_equal(loaded(x), labels)
     np.testing.assert_array_equal(loaded.mean, pipe.mean)
@@ -316,10 +320,10 @@ def test_edge_recall_brings_back_pruned_edges_the_sdt_vouches_for() -> None:
 
     nbrs = np.array([[0, 1, 2, 3], [1, 0, 2, 3], [2, 1, 0, 3], [3, 2, 1, 0]])
     sims = np.array([[1.0, 0.9, 0.2, 0.8]] * 4, dtype=np.float32)
-    q = np.array([[1.0, 0.95, 0.1, 0.97]] * 4, dtype=np.float32)
+    pair_prob = np.array([[1.0, 0.95, 0.1, 0.97]] * 4, dtype=np.float32)
     cfg = GraphConfig(k=4, jaccard="none", transform="cosine", combine="jaccard", threshold=0.5, early_stop=True)
-    w = edge_weights(nbrs, sims, cfg, pair_prob=q)
+    w = edge_weights(nbrs, sims, cfg, pair_prob=pair_prob)
     assert w[0, 1] == pytest.approx(0.9) and w[0, 2] == 0.0 and w[0, 3] == 0.0  # stopped at rank 2
-    w = edge_weights(nbrs, sims, replace(cfg, edge_recall=0.9), pair_prob=q)
+    w = edge_weights(nbrs, sims, replace(cfg, edge_recall=0.9), pair_prob=pair_prob)
     assert w[0, 2] == 0.0                          # the SDT does not vouch for it (0.1)
     assert w[0, 3] == pytest.approx(0.97)          # recalled, weighted by the SDT probability

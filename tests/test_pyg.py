@@ -152,9 +152,9 @@ def test_pipeline_graph_data(graph) -> None:
                               device="cpu")
     data = pipe.graph_data(x)
     nbrs, sims = knn_arrays(data)
-    _, q = pipe.predict(data.x.numpy(), nbrs.numpy(), sims.numpy())
+    _, pair_prob = pipe.predict(data.x.numpy(), nbrs.numpy(), sims.numpy())
     assert data.num_edges == 600 and not hasattr(data, "k")
-    np.testing.assert_allclose(data.pair_prob.view(60, 10).numpy(), q, atol=1e-6)
+    np.testing.assert_allclose(data.pair_prob.view(60, 10).numpy(), pair_prob, atol=1e-6)
     np.testing.assert_allclose(data.edge_weight.view(60, 10).numpy(),
-                               edge_weights(nbrs.numpy(), sims.numpy(), pipe.graph, pair_prob=q), atol=1e-6)
+                               edge_weights(nbrs.numpy(), sims.numpy(), pipe.graph, pair_prob=pair_prob), atol=1e-6)
     assert set(pipe.graph_data(x, networks=False).keys()) == {"x", "edge_index", "edge_attr", "num_nodes"}
