@@ -190,8 +190,9 @@ class SparseDiffAttention(nn.Module):
         """Current lambda, a 0-d tensor (0 for plain attention, where the second map is absent)."""
         if not self.differential:
             return self.out_proj.weight.new_zeros(())
-        lambda_1 = torch.exp(torch.sum(self.lambda_q1 * self.lambda_k1).float())
-        lambda_2 = torch.exp(torch.sum(self.lambda_q2 * self.lambda_k2).float())
+        acc = torch.promote_types(self.lambda_q1.dtype, torch.float32)  # float32 at least (half-precision weights)
+        lambda_1 = torch.exp(torch.sum(self.lambda_q1 * self.lambda_k1, dtype=acc))
+        lambda_2 = torch.exp(torch.sum(self.lambda_q2 * self.lambda_k2, dtype=acc))
         return lambda_1 - lambda_2 + self.lambda_init
 
     def forward(self, x: Tensor, k: Tensor | None = None, key_padding_mask: Tensor | None = None) -> Tensor:
