@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from models import SDT, NeighbourEmbedding, SparseDiffAttention, TopKPredictor, topk_mask
+from models.diff_attention import TopkPlan
 
 
 def _neighbours(B: int, K: int, Fd: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -389,3 +390,69 @@ def test_sdt_is_its_formula(kwargs: dict) -> None:
     x, sims = x.double(), sims.double()
     k_pred = torch.tensor([1, 3, 10, 12])  # offsets clipped on both sides; margins clamped at 1 and K
     torch.testing.assert_close(model(x, sims, k_pred), _reference_sdt(model, x, sims, k_pred), rtol=1e-6, atol=1e-6)
+
+
+def _reference_scores_attention(attn: SparseDiffAttention, x: torch.Tensor, k: torch.Tensor | None,
+                                pad: torch.Tensor | None) -> torch.Tensor:
+    """The forward before the SDPA path and the per-forward Top-k plan: every score written out, masked with
+    :func:`topk_mask` (padded keys ranked last, then dropped), one softmax per map, combined maps times V."""
+    B, T, D = x.shape
+    H, hd = attn.num_heads, attn.head_dim
+    S = 2 * H if attn.differential else H
+    q = attn.q_proj(x).view(B, T, S, hd).transpose(1, 2)
+    kk = attn.k_proj(x).view(B, T, S, hd).transpose(1, 2)
+    v = attn.v_proj(x).view(B, T, H, D // H).transpose(1, 2)
+    scores = (q * attn.scaling) @ kk.transpose(-2, -1)
+    keep = torch.ones_like(scores, dtype=torch.bool)
+    if pad is not None:
+        scores = scores.masked_fill(pad[:, None, None, :], float("-inf"))
+        keep = ~pad[:, None, None, :].expand_as(scores)
+    keep = keep & topk_mask(scores, k)
+    w = F.softmax(scores.masked_fill(~keep, torch.finfo(scores.dtype).min), dim=-1)
+    if attn.differential:
+        w = w.view(B, H, 2, T, T)
+        w = w[:, :, 0] - attn.lambda_full * w[:, :, 1]
+    y = w @ v
+    if attn.differential:
+        y = attn.subln(y) * (1.0 - attn.lambda_init)
+    return attn.out_proj(y.transpose(1, 2).reshape(B, T, D))
+
+
+@pytest.mark.parametrize("differential", [True, False])
+@pytest.mark.parametrize("sdpa", [False, True])
+def test_both_attention_paths_equal_the_written_out_scores(differential: bool, sdpa: bool) -> None:
+    """The scores path and the ``F.scaled_dot_product_attention`` path give the written-out forward to 1e-5 on
+    random inputs: dense, Top-k with sorted and unsorted k (grouped per k, and the many-k path), ties (repeated
+    tokens), and padding (a row keeping more keys than it has)."""
+    g = torch.Generator().manual_seed(0)
+    B, T, D = 12, 10, 16
+    attn = SparseDiffAttention(D, 2, layer_idx=2, differential=differential).eval()
+    if differential:
+        _distinct_lambdas(attn)
+    attn.sdpa = sdpa
+    x = torch.randn(B, T, D, generator=g)
+    x[:4, 5:] = x[:4, :1]  # tokens equal to the first: tied scores at the k-th rank
+    pad = torch.zeros(B, T, dtype=torch.bool)
+    pad[1, 7:] = pad[6, 3:] = True
+    for k in (None, torch.full((B,), 4), torch.sort(torch.randint(1, 12, (B,), generator=g)).values,
+              torch.randint(1, 12, (B,), generator=g), torch.arange(B) % (T + 1)):
+        for p in (None, pad):
+            with torch.no_grad():
+                torch.testing.assert_close(attn(x, k, key_padding_mask=p), _reference_scores_attention(attn, x, k, p),
+                                           rtol=1e-5, atol=1e-5)
+
+
+def test_topk_plan_groups_and_dense() -> None:
+    """One plan per forward: dense when every k covers the row; groups per distinct k (slices for a k-sorted batch,
+    index rows otherwise); no groups past ``max_groups`` distinct k."""
+    T = 6
+    assert TopkPlan(None, 3, T).dense and TopkPlan(torch.tensor([6, 9, 7]), 3, T).dense
+    plan = TopkPlan(torch.tensor([0, 2, 2, 5]), 4, T)  # 0 is clamped to 1
+    assert not plan.dense and plan.kmax == 5 and torch.equal(plan.k, torch.tensor([1, 2, 2, 5]))
+    assert plan.groups == [(1, slice(0, 1)), (2, slice(1, 3)), (5, slice(3, 4))]
+    rows = TopkPlan(torch.tensor([3, 1, 3]), 3, T).groups
+    assert [v for v, _ in rows] == [1, 3] and torch.equal(rows[1][1], torch.tensor([0, 2]))
+    assert TopkPlan(torch.arange(1, 7), 6, T, max_groups=4).groups is None
+    assert TopkPlan(torch.tensor(2), 3, T).k.shape == (3,)
+    with pytest.raises(ValueError):
+        TopkPlan(torch.tensor([1, 2]), 3, T)
