@@ -454,5 +454,56 @@ def test_topk_plan_groups_and_dense() -> None:
     assert [v for v, _ in rows] == [1, 3] and torch.equal(rows[1][1], torch.tensor([0, 2]))
     assert TopkPlan(torch.arange(1, 7), 6, T, max_groups=4).groups is None
     assert TopkPlan(torch.tensor(2), 3, T).k.shape == (3,)
+    scores = torch.randn(4, 2, T, T)
+    assert torch.equal(topk_mask(scores, plan), topk_mask(scores, torch.tensor([0, 2, 2, 5])))
     with pytest.raises(ValueError):
         TopkPlan(torch.tensor([1, 2]), 3, T)
+
+
+# ---------------------------------------------------------------- what the mutation run found unpinned
+
+_TOPK_KWARGS = dict(feat_dim=8, k=12, d_model=16, num_layers=1, num_heads=2, dim_feedforward=24, dropout=0.2,
+                    head="regression")
+_SDT_KWARGS = dict(feat_dim=8, k=12, d_model=24, num_layers=3, num_heads=3, dim_feedforward=20, dropout=0.3,
+                   differential=True, use_topk_mask=False, mask_margin=2, window=10)
+
+
+@pytest.mark.parametrize("cls, kwargs", [(TopKPredictor, _TOPK_KWARGS), (SDT, _SDT_KWARGS)])
+def test_networks_rebuild_from_their_config(cls: type, kwargs: dict) -> None:
+    """The model file stores ``config`` and rebuilds with ``cls(**config)``: it must be every argument as given, and
+    the rebuilt network must load the state dict and give the same outputs."""
+    torch.manual_seed(0)
+    model = cls(**kwargs).eval()
+    assert model.config == kwargs
+    twin = cls(**model.config).eval()
+    twin.load_state_dict(model.state_dict())
+    x, sims = _neighbours(3, 12, 8)
+    args = (x, sims) if cls is TopKPredictor else (x, sims, torch.tensor([2, 5, 12]))
+    out = model(*args)
+    assert out.shape == ((3, 10) if cls is SDT else (3,))  # the SDT's window (10) is shorter than K, longer than F
+    torch.testing.assert_close(twin(*args), out)
+
+
+@pytest.mark.parametrize("cls", [TopKPredictor, SDT])
+def test_networks_score_each_centre_on_its_own(cls: type) -> None:
+    """A centre's outputs do not depend on the other centres of its batch (attention runs over its K neighbours,
+    never across the batch)."""
+    torch.manual_seed(0)
+    model = cls(8, k=10, d_model=16, num_layers=2, num_heads=2, dim_feedforward=32).eval()
+    x, sims = _neighbours(4, 10, 8)
+    k = torch.tensor([1, 3, 6, 10])
+    run = (lambda i: model(x[i], sims[i])) if cls is TopKPredictor else (lambda i: model(x[i], sims[i], k[i]))
+    whole = run(slice(None))
+    for i in range(4):
+        torch.testing.assert_close(run(slice(i, i + 1)), whole[i:i + 1], rtol=1e-5, atol=1e-5)
+
+
+def test_bad_arguments_say_what_is_wrong() -> None:
+    with pytest.raises(ValueError, match="head must be 'classification' or 'regression'"):
+        TopKPredictor(8, head="ordinal")
+    with pytest.raises(ValueError, match="must be divisible by 8"):
+        SparseDiffAttention(12, 4)
+    with pytest.raises(ValueError, match="must be divisible by 4"):
+        SparseDiffAttention(10, 4, differential=False)
+    with pytest.raises(ValueError, match="more than max_k=10"):
+        NeighbourEmbedding(8, 16, max_k=10)(*_neighbours(1, 11, 8))
