@@ -38,7 +38,6 @@ class TopkPlan:
     """
 
     def __init__(self, k: Tensor | None, B: int, T: int, max_groups: int = 8) -> None:
-        self.T = T
         self.k: Tensor | None = None
         self.groups: list[tuple[int, slice | Tensor]] | None = None
         self.kmax = T
