@@ -7,6 +7,7 @@ similarity; rank information enters through the token embedding), and adds the r
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -19,7 +20,51 @@ def lambda_init_fn(layer_idx: int) -> float:
     return 0.8 - 0.6 * math.exp(-0.3 * layer_idx)
 
 
-def topk_mask(scores: Tensor, k: Tensor | None) -> Tensor:
+class TopkPlan:
+    """How :func:`topk_mask` splits a batch by its k: computed once per forward (the only host syncs of the Top-k
+    mask besides a tie check) and reused by every layer and every score map.
+
+    Args:
+        k (Tensor | None): (B,) integer keys to keep per row for batch element b (or 0-d for the whole batch);
+            values < 1 are clamped to 1, values > T keep the whole row. None keeps everything.
+        B (int): batch size. T (int): keys per row.
+        max_groups (int, default 8): more distinct k than this take one sorted partial ``topk`` up to the largest
+            k + 1 and gather (random training batches) instead of one partial ``topk`` per distinct k (the k-sorted
+            batches of inference).
+
+    Attributes: ``k`` (B,) long in 1..T or None; ``dense`` True when every row keeps all T keys (no mask);
+    ``groups`` [(k value, rows)] per distinct k < T (rows a slice when the batch is k-sorted), or None when there
+    are more than ``max_groups`` distinct k; ``kmax`` the largest k.
+    """
+
+    def __init__(self, k: Tensor | None, B: int, T: int, max_groups: int = 8) -> None:
+        self.k: Tensor | None = None
+        self.groups: list[tuple[int, slice | Tensor]] | None = None
+        self.kmax = T
+        if k is None:
+            self.dense = True
+            return
+        k = k.to(dtype=torch.long).clamp(1, T)
+        if k.dim() == 0:
+            k = k.expand(B)
+        if k.shape != (B,):
+            raise ValueError(f"k must have shape ({B},) or be 0-d, got {tuple(k.shape)}")
+        ks = torch.unique(k).tolist()  # sorted distinct k: one host sync
+        self.dense = ks[0] >= T  # every row keeps all T keys: no mask to compute
+        self.k, self.kmax = k, ks[-1]
+        if self.dense or len(ks) > max_groups:
+            return
+        if len(ks) == 1:
+            self.groups = [(ks[0], slice(None))]
+        elif bool((k[1:] >= k[:-1]).all()):  # k-sorted batch: each group is a slice (a view, no copy)
+            counts = torch.unique_consecutive(k, return_counts=True)[1].tolist()
+            ends = list(itertools.accumulate(counts))
+            self.groups = [(v, slice(e - c, e)) for v, c, e in zip(ks, counts, ends)]
+        else:
+            self.groups = [(v, (k == v).nonzero().squeeze(1)) for v in ks]
+
+
+def topk_mask(scores: Tensor, k: Tensor | TopkPlan | None) -> Tensor:
     r"""Row-wise Top-k keep-mask of an attention score tensor.
 
     For every row ``scores[b, ..., i, :]`` (length T) the mask is True at exactly ``min(max(k_b, 1), T)`` entries:
@@ -30,64 +75,57 @@ def topk_mask(scores: Tensor, k: Tensor | None) -> Tensor:
 
     Args:
         scores (Tensor): (B, ..., T, T) scores (any float dtype); only the last dim is ranked.
-        k (Tensor | None): (B,) integer number of keys to keep per row for batch element b (a 0-d tensor applies to
-            the whole batch). Values < 1 are clamped to 1, values > T keep the whole row. ``None`` keeps everything.
+        k (Tensor | TopkPlan | None): (B,) integer number of keys to keep per row for batch element b (a 0-d tensor
+            applies to the whole batch), or a :class:`TopkPlan` of it. Values < 1 are clamped to 1, values > T keep
+            the whole row. ``None`` keeps everything.
 
     Returns:
         Tensor: bool keep-mask with the shape of ``scores``.
     """
-    if k is None:
+    plan = k if isinstance(k, TopkPlan) else TopkPlan(k, scores.size(0), scores.size(-1))
+    if plan.dense:
         return torch.ones_like(scores, dtype=torch.bool)
-    B, T = scores.size(0), scores.size(-1)
-    k = k.to(device=scores.device, dtype=torch.long).clamp(min=1)
-    if k.dim() == 0:
-        k = k.expand(B)
-    if k.shape != (B,):
-        raise ValueError(f"k must have shape ({B},) or be 0-d, got {tuple(k.shape)}")
     key = scores.detach()
     if torch.isnan(key).any():
         key = key.nan_to_num(nan=float("-inf"))
-    k = k.clamp(max=T)
-    kth, nxt = _kth_scores(key, k)  # (B, ..., T, 1) each: the k-th and (k+1)-th largest score of every row
-    k = k.view(B, *([1] * (scores.dim() - 1)))  # (B, 1, ..., 1)
-    if not bool(((nxt == kth) & (k < T)).any()):
-        return key >= kth  # no row has a tie at its k-th score (the usual case)
-    # ties at the k-th score: keep the lowest key indices until the row holds exactly k
+    kth, keep = _topk_rule(key, plan)
+    return key >= kth if keep is None else keep
+
+
+def _topk_rule(key: Tensor, plan: TopkPlan) -> tuple[Tensor | None, Tensor | None]:
+    """How to keep the top k of every row of ``key`` (B, ..., T), no NaN: ``(kth, None)`` with kth (B, ..., T, 1)
+    the k-th largest score when no row has a tie there (the usual case: keep ``key >= kth``), else ``(None, keep)``
+    with the bool keep-mask that keeps the lowest key indices among the tied until each row holds exactly k."""
+    B, T = key.size(0), key.size(-1)
+    kth, nxt = _kth_scores(key, plan)  # (B, ..., T, 1) each: the k-th and (k+1)-th largest score of every row
+    k = plan.k.to(key.device).view(B, *([1] * (key.dim() - 1)))  # (B, 1, ..., 1)
+    if not bool(((nxt == kth) & (k < T)).any()):  # the one host sync per call
+        return kth, None
     above = key > kth
     tied = key == kth
     room = k - above.sum(-1, keepdim=True)  # (B, ..., T, 1)
-    return above | (tied & (tied.cumsum(-1) <= room))
+    return None, above | (tied & (tied.cumsum(-1) <= room))
 
 
-def _kth_scores(key: Tensor, k: Tensor, max_groups: int = 8) -> tuple[Tensor, Tensor]:
-    """The k-th and (k+1)-th largest entry of every row of ``key`` (B, ..., T) for ``k`` (B,) in 1..T, each
+def _kth_scores(key: Tensor, plan: TopkPlan) -> tuple[Tensor, Tensor]:
+    """The k-th and (k+1)-th largest entry of every row of ``key`` (B, ..., T) for the plan's k in 1..T, each
     (B, ..., 1); rows with k = T get -inf for both (they keep everything).
 
-    A batch with few distinct k (the k-sorted batches of inference) takes, per distinct k, an unsorted partial
-    ``topk`` of k + 1 entries -- of the T - k + 1 smallest instead when that is shorter -- and reads both values from
-    the two extreme entries of that short list. Other batches (random training batches) take one sorted partial
-    ``topk`` up to the batch's largest k + 1 and gather."""
+    Per group of equal k (the k-sorted batches of inference), an unsorted partial ``topk`` of k + 1 entries -- of
+    the T - k + 1 smallest instead when that is shorter -- whose two extreme entries are both values. Without groups
+    (random training batches), one sorted partial ``topk`` up to the batch's largest k + 1, and a gather."""
     T = key.size(-1)
-    ks = torch.unique(k)
-    if len(ks) > max_groups:
-        m = min(int(ks[-1]) + 1, T)
+    if plan.groups is None:
+        m = min(plan.kmax + 1, T)
         top = torch.topk(key, m, dim=-1, sorted=True).values  # (B, ..., T, m), descending
-        idx = k.view(-1, *([1] * (key.dim() - 1))).expand(*key.shape[:-1], 1)  # (B, ..., T, 1)
+        idx = plan.k.to(key.device).view(-1, *([1] * (key.dim() - 1))).expand(*key.shape[:-1], 1)  # (B, ..., T, 1)
         kth = top.gather(-1, idx - 1)
         nxt = top.gather(-1, idx.clamp(max=m - 1))
         full = idx == T
         return kth.masked_fill(full, float("-inf")), nxt.masked_fill(full, float("-inf"))
     kth = key.new_full((*key.shape[:-1], 1), float("-inf"))
     nxt = kth.clone()
-    if len(ks) == 1:
-        groups = [(int(ks[0]), slice(None))]
-    elif bool((k[1:] >= k[:-1]).all()):  # k-sorted batch: each group is a slice (a view, no copy)
-        values, counts = torch.unique_consecutive(k, return_counts=True)
-        ends = counts.cumsum(0).tolist()
-        groups = [(v, slice(e - c, e)) for v, c, e in zip(values.tolist(), counts.tolist(), ends)]
-    else:
-        groups = [(v, (k == v).nonzero().squeeze(1)) for v in ks.tolist()]
-    for kv, rows in groups:
+    for kv, rows in plan.groups:
         if kv >= T:
             continue
         sub = key[rows]
@@ -168,6 +206,7 @@ class SparseDiffAttention(nn.Module):
         self.v_proj = nn.Linear(embed_dim, inner, bias=False)
         self.out_proj = nn.Linear(inner, embed_dim, bias=False)
         self.attn_drop = nn.Dropout(dropout)
+        self.sdpa: bool | None = None  # None: F.scaled_dot_product_attention on CUDA, scores written out elsewhere
         if differential:
             self.lambda_q1 = nn.Parameter(torch.empty(self.head_dim))
             self.lambda_k1 = nn.Parameter(torch.empty(self.head_dim))
@@ -190,39 +229,78 @@ class SparseDiffAttention(nn.Module):
         """Current lambda, a 0-d tensor (0 for plain attention, where the second map is absent)."""
         if not self.differential:
             return self.out_proj.weight.new_zeros(())
-        lambda_1 = torch.exp(torch.sum(self.lambda_q1 * self.lambda_k1).float())
-        lambda_2 = torch.exp(torch.sum(self.lambda_q2 * self.lambda_k2).float())
+        acc = torch.promote_types(self.lambda_q1.dtype, torch.float32)  # float32 at least (half-precision weights)
+        lambda_1 = torch.exp(torch.sum(self.lambda_q1 * self.lambda_k1, dtype=acc))
+        lambda_2 = torch.exp(torch.sum(self.lambda_q2 * self.lambda_k2, dtype=acc))
         return lambda_1 - lambda_2 + self.lambda_init
 
-    def forward(self, x: Tensor, k: Tensor | None = None, key_padding_mask: Tensor | None = None) -> Tensor:
-        """Args: x (B, T, D); k (B,) long Top-k per batch element or None (dense); key_padding_mask (B, T) bool,
-        True = padded key, or None. Returns (B, T, D)."""
+    def forward(self, x: Tensor, k: Tensor | TopkPlan | None = None, key_padding_mask: Tensor | None = None) -> Tensor:
+        """Args: x (B, T, D); k (B,) long Top-k per batch element, its :class:`TopkPlan` (built once per forward by
+        :class:`models.SDT` for all its layers), or None (dense); key_padding_mask (B, T) bool, True = padded key,
+        or None. Returns (B, T, D).
+
+        Two exact implementations of the same maths: the scores written out (CPU, where it is the faster one for
+        these short rows, and training with dropout, which drops the combined map) or ``F.scaled_dot_product_attention``
+        (CUDA; set ``self.sdpa`` to force either). A row whose keys are all padded averages them uniformly on the
+        first path, and gives 0 on the second."""
         B, T, D = x.shape
         H, hd = self.num_heads, self.head_dim
         S = 2 * H if self.differential else H  # number of score maps
         q = self.q_proj(x).view(B, T, S, hd).transpose(1, 2)  # (B, S, T, hd)
         kk = self.k_proj(x).view(B, T, S, hd).transpose(1, 2)  # (B, S, T, hd)
         v = self.v_proj(x).view(B, T, H, D // H).transpose(1, 2)  # (B, H, T, 2hd | hd)
-        scores = (q * self.scaling) @ kk.transpose(-2, -1)  # (B, S, T, T)
-        if k is not None and int(k.min()) >= T:
-            k = None  # every row keeps all T keys: no mask to compute
-        if key_padding_mask is not None:
-            pad = key_padding_mask.to(torch.bool)[:, None, None, :]  # (B, 1, 1, T)
-            scores = scores.masked_fill(pad, float("-inf"))  # padded keys rank last in the Top-k
-            keep = topk_mask(scores, k) & ~pad
+        plan = k if isinstance(k, TopkPlan) else TopkPlan(k, B, T)
+        pad = None if key_padding_mask is None else key_padding_mask.to(torch.bool)[:, None, None, :]  # (B,1,1,T)
+        lam = self.lambda_full.to(x.dtype) if self.differential else None
+        sdpa = x.is_cuda if self.sdpa is None else self.sdpa
+        if (sdpa and plan.dense) and not (self.training and self.attn_drop.p > 0):
+            y = self._attend_sdpa(q, kk, v, lam, None if pad is None else ~pad)
         else:
-            keep = topk_mask(scores, k)
-        scores = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
-        attn = F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)  # (B, S, T, T)
-        if self.differential:
-            attn = attn.view(B, H, 2, T, T)  # (B, H, 2, T, T)
-            attn = attn[:, :, 0] - self.lambda_full.type_as(attn) * attn[:, :, 1]  # (B, H, T, T)
-        attn = self.attn_drop(attn)
-        y = attn @ v  # (B, H, T, 2hd | hd)
+            scores = (q * self.scaling) @ kk.transpose(-2, -1)  # (B, S, T, T)
+            drop = self._dropped(scores, plan, pad)  # (B, S, T, T) bool, (B, 1, 1, T) or None
+            if sdpa and not (self.training and self.attn_drop.p > 0):
+                y = self._attend_sdpa(q, kk, v, lam, None if drop is None else ~drop)
+            else:
+                y = self._attend_scores(scores, drop, v, lam)
         if self.differential:
             y = self.subln(y) * (1.0 - self.lambda_init)
         y = y.transpose(1, 2).reshape(B, T, D)  # (B, T, D)
         return self.out_proj(y)
+
+    @staticmethod
+    def _dropped(scores: Tensor, plan: TopkPlan, pad: Tensor | None) -> Tensor | None:
+        """Bool (B, S, T, T) (or broadcastable) mask of the scores that :func:`topk_mask` drops, padded keys
+        included (they rank last); None when nothing is dropped. Padded scores of ``scores`` become -inf."""
+        if pad is not None:
+            scores.masked_fill_(pad, float("-inf"))  # padded keys rank last in the Top-k
+        if plan.dense:
+            return pad
+        kth, keep = _topk_rule(scores.detach(), plan)
+        drop = scores < kth if keep is None else ~keep
+        return drop if pad is None else drop | pad
+
+    def _attend_scores(self, scores: Tensor, drop: Tensor | None, v: Tensor, lam: Tensor | None) -> Tensor:
+        """Dropped scores to the dtype's most negative finite value (-inf after the softmax, a uniform rather than
+        NaN row if every key of a row is padded), softmax, lambda-combined maps, dropout, times V: (B, H, T, .)."""
+        B, S, T, _ = scores.shape
+        if drop is not None:
+            scores = scores.masked_fill(drop, torch.finfo(scores.dtype).min)
+        attn = F.softmax(scores, dim=-1, dtype=torch.float32).type_as(scores)  # (B, S, T, T)
+        if lam is not None:
+            attn = attn.view(B, S // 2, 2, T, T)  # (B, H, 2, T, T)
+            attn = attn[:, :, 0] - lam * attn[:, :, 1]  # (B, H, T, T)
+        return self.attn_drop(attn) @ v  # (B, H, T, 2hd | hd)
+
+    def _attend_sdpa(self, q: Tensor, kk: Tensor, v: Tensor, lam: Tensor | None, allowed: Tensor | None) -> Tensor:
+        """The same through ``F.scaled_dot_product_attention`` (bool ``allowed``, True = attend): each of the two
+        maps of head h reads V_h, and the outputs are combined, ``A_1 V - lambda A_2 V = (A_1 - lambda A_2) V``."""
+        if lam is None:
+            return F.scaled_dot_product_attention(q, kk, v, attn_mask=allowed, scale=self.scaling)
+        B, S, T, _ = q.shape
+        vv = v.repeat_interleave(2, dim=1)  # (B, S, T, 2hd): sub-heads 2h and 2h+1 read V_h
+        o = F.scaled_dot_product_attention(q, kk, vv, attn_mask=allowed, scale=self.scaling)
+        o = o.view(B, S // 2, 2, T, o.size(-1))  # (B, H, 2, T, 2hd)
+        return o[:, :, 0] - lam * o[:, :, 1]  # (B, H, T, 2hd)
 
     def extra_repr(self) -> str:
         s = f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, head_dim={self.head_dim}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .diff_attention import SparseDiffAttention
+from .diff_attention import SparseDiffAttention, TopkPlan
 from .embedding import NeighbourEmbedding
 
 
@@ -43,8 +43,9 @@ class SDTBlock(nn.Module):
             if isinstance(m, nn.Linear):
                 m.reset_parameters()
 
-    def forward(self, x: Tensor, k: Tensor | None) -> Tensor:
-        """Args: x (B, K, d); k (B,) long keys kept per score row, or None (dense). Returns (B, K, d)."""
+    def forward(self, x: Tensor, k: Tensor | TopkPlan | None) -> Tensor:
+        """Args: x (B, K, d); k (B,) long keys kept per score row, its :class:`TopkPlan`, or None (dense).
+        Returns (B, K, d)."""
         x = x + self.drop(self.attn(self.ln_1(x), k))  # (B, K, d)
         x = x + self.drop(self.mlp(self.ln_2(x)))  # (B, K, d)
         return x
@@ -151,8 +152,9 @@ class SDT(nn.Module):
         h = h + self.inside_emb((rank < k_pred).long()) + self.offset_emb(offset)  # (B, K, d)
         h = self.drop(h)
         mask_k = (k_pred.view(B) + self.mask_margin).clamp(1, K) if self.use_topk_mask else None  # (B,)
+        plan = TopkPlan(mask_k, B, K)  # how the Top-k mask splits this batch, once for every layer
         for block in self.blocks:
-            h = block(h, mask_k)  # (B, K, d)
+            h = block(h, plan)  # (B, K, d)
         h = self.ln_f(h)
         pair = torch.cat([h, h[:, :1] * h], dim=-1)  # (B, K, 2d)
         return self.head(pair).squeeze(-1)  # (B, K)

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dim", type=int)
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workdir", help="run folder (default: runs/<name of --out>_seed<S>)")
+    ap.add_argument("--workdir", help="run folder (default: runs/<name of --out>, e.g. runs/lfw_seed0)")
     ap.add_argument("--topk-config", default="configs/experiment/lfw_topk.yaml")
     ap.add_argument("--sdt-config", default="configs/experiment/lfw_sdt.yaml")
     ap.add_argument("--trainer-config", default="configs/trainer/cpu.yaml")
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="more CLI overrides for the SDT stage (and the Top-K stage, when it runs)")
     args = ap.parse_args(argv)
 
-    work = Path(args.workdir or f"runs/{Path(args.out).stem}_seed{args.seed}")
+    work = Path(args.workdir or f"runs/{Path(args.out).stem}")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
            "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
     data = [f"--data.features={os.path.abspath(args.features)}", f"--data.labels={os.path.abspath(args.labels)}"]

@@ -515,3 +515,13 @@ def test_jaccard_on_ivf_graph_with_empty_slots_matches_reference() -> None:
     k_vec = np.full(3000, 5)
     np.testing.assert_allclose(topk_jaccard(nbrs, sims, k_vec), _ref_topk_jaccard(nbrs, sims, k_vec, "sigmoid"),
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("transform", ["sigmoid", "exp", "cosine"])
+def test_edge_probabilities_are_float32_whatever_the_input(transform: str) -> None:
+    """Edge probabilities and their row normalisation come back float32 (half the memory of float64 at N x K) from
+    float64 similarities too (a mutation run found the casts unpinned)."""
+    sims = np.array([[1.0, 0.9, 0.2], [1.0, 0.5, -0.3]], dtype=np.float64)
+    p = edge_prob(sims, transform)
+    assert p.dtype == np.float32
+    assert row_normalise(p.astype(np.float64)).dtype == np.float32

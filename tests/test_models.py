@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from models import SDT, NeighbourEmbedding, SparseDiffAttention, TopKPredictor, topk_mask
+from models.diff_attention import TopkPlan
 
 
 def _neighbours(B: int, K: int, Fd: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -252,3 +253,257 @@ def test_sdt_window_scores_only_the_first_neighbours() -> None:
     assert out.shape == (3, 6)
     # the window is the same network on the first 6 tokens
     torch.testing.assert_close(out, full.eval()(x[:, :6], sims[:, :6], k))
+
+
+# ---------------------------------------------------------------- the differential maths, literally
+
+
+def _lambda_init(layer_idx: int) -> float:
+    return 0.8 - 0.6 * math.exp(-0.3 * layer_idx)  # METHOD.md section 1, step 6
+
+
+def _keep_top(s: torch.Tensor, k: int | None) -> torch.Tensor:
+    """Row-wise keep-mask of the k largest entries of ``s`` (T, T) by a stable descending sort (None: all)."""
+    T = s.size(-1)
+    if k is None:
+        return torch.ones_like(s, dtype=torch.bool)
+    order = torch.sort(-s, dim=-1, stable=True).indices
+    return torch.zeros_like(s, dtype=torch.bool).scatter(-1, order[:, : min(max(k, 1), T)], True)
+
+
+def _reference_attention(attn: SparseDiffAttention, x: torch.Tensor, k: torch.Tensor | None,
+                         layer_idx: int) -> torch.Tensor:
+    """Differential attention written out head by head and batch element by batch element, straight from METHOD.md
+    and the Diff-Transformer reference: two masked softmaxes, lambda = exp(lq1.lk1) - exp(lq2.lk2) + lambda_init,
+    per-head RMSNorm (eps 1e-5, learned weight), times (1 - lambda_init), then W_O."""
+    B, T, D = x.shape
+    H = attn.num_heads
+    d = D // H // 2
+    lam_init = _lambda_init(layer_idx)
+    lam = (torch.exp((attn.lambda_q1 * attn.lambda_k1).sum()) - torch.exp((attn.lambda_q2 * attn.lambda_k2).sum())
+           + lam_init)
+    q = x @ attn.q_proj.weight.T  # (B, T, 2H d): sub-heads 2h, 2h+1 of width d
+    kk = x @ attn.k_proj.weight.T
+    v = x @ attn.v_proj.weight.T  # (B, T, H 2d)
+    out = torch.empty(B, T, D, dtype=x.dtype)
+    for b in range(B):
+        kb = None if k is None else int(k[b])
+        for h in range(H):
+            maps = []
+            for sub in (2 * h, 2 * h + 1):
+                s = q[b, :, sub * d:(sub + 1) * d] @ kk[b, :, sub * d:(sub + 1) * d].T / math.sqrt(d)  # (T, T)
+                s = s.masked_fill(~_keep_top(s, kb), float("-inf"))
+                maps.append(torch.softmax(s, dim=-1))
+            a = (maps[0] - lam * maps[1]) @ v[b, :, h * 2 * d:(h + 1) * 2 * d]  # (T, 2d)
+            a = a / torch.sqrt(a.pow(2).mean(-1, keepdim=True) + 1e-5) * attn.subln.weight
+            out[b, :, h * 2 * d:(h + 1) * 2 * d] = (1 - lam_init) * a
+    return out @ attn.out_proj.weight.T
+
+
+def _distinct_lambdas(attn: SparseDiffAttention, seed: int = 0) -> None:
+    """Lambda vectors, and RMSNorm weights, far from their init so that every term of the maths shows."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        q1, q2, n1, n2 = (torch.randn(attn.head_dim, generator=g, dtype=torch.float64) for _ in range(4))
+        attn.lambda_q1.copy_(0.5 * q1)
+        attn.lambda_k1.copy_(0.5 * q1 + 0.1 * n1)  # lq1.lk1 > 0 ...
+        attn.lambda_q2.copy_(0.3 * q2)
+        attn.lambda_k2.copy_(-0.3 * q2 + 0.1 * n2)  # ... and lq2.lk2 < 0: lambda - lambda_init far from 0
+        attn.subln.weight.copy_(torch.rand(attn.subln.weight.shape, generator=g) + 0.5)
+
+
+@pytest.mark.parametrize("layer_idx", [0, 1, 3])
+@pytest.mark.parametrize("masked", [True, False])
+def test_differential_attention_is_its_formula(layer_idx: int, masked: bool) -> None:
+    """The module equals the literal reference to 1e-6 (float64): kills a flipped sign of the lambda term, a dropped
+    (1 - lambda_init) scale, a wrong lambda_init, the sub-head pairing and an off-by-one in the Top-k mask."""
+    torch.manual_seed(layer_idx)
+    B, T, D, H = 3, 9, 24, 3
+    attn = SparseDiffAttention(D, H, layer_idx=layer_idx).double().eval()
+    _distinct_lambdas(attn, layer_idx)
+    x = torch.randn(B, T, D, dtype=torch.float64)
+    k = torch.tensor([1, 4, 8]) if masked else None  # 8 < T: every row of element 2 is masked too
+    ref = _reference_attention(attn, x, k, layer_idx)
+    torch.testing.assert_close(attn(x, k), ref, rtol=1e-6, atol=1e-6)
+    assert abs(attn.lambda_full.item() - _lambda_init(layer_idx)) > 0.1  # lambda's exp terms are not negligible
+
+
+def test_lambda_is_the_reparameterisation() -> None:
+    attn = SparseDiffAttention(16, 2, layer_idx=2)
+    _distinct_lambdas(attn)
+    q1, k1, q2, k2 = (p.detach() for p in (attn.lambda_q1, attn.lambda_k1, attn.lambda_q2, attn.lambda_k2))
+    expected = math.exp(float(q1 @ k1)) - math.exp(float(q2 @ k2)) + _lambda_init(2)
+    assert attn.lambda_full.item() == pytest.approx(expected, rel=1e-6)
+    assert SparseDiffAttention(16, 2, layer_idx=2, lambda_init=0.5).lambda_init == 0.5  # an explicit override wins
+
+
+def test_lambda_init_follows_the_depth_of_each_sdt_layer() -> None:
+    sdt = SDT(feat_dim=8, k=10, d_model=16, num_layers=5, num_heads=2, dim_feedforward=32)
+    for layer, block in enumerate(sdt.blocks):
+        assert block.attn.layer_idx == layer
+        assert block.attn.lambda_init == pytest.approx(_lambda_init(layer), abs=1e-12)
+    assert [round(_lambda_init(layer), 4) for layer in (0, 1, 2)] == [0.2, 0.3555, 0.4707]
+
+
+def test_plain_attention_is_its_formula() -> None:
+    """``differential=False``: softmax(M(Q K^T / sqrt(d))) V per head, no lambda, no RMSNorm, no scale."""
+    torch.manual_seed(0)
+    B, T, D, H = 2, 7, 16, 4
+    attn = SparseDiffAttention(D, H, differential=False).double().eval()
+    x = torch.randn(B, T, D, dtype=torch.float64)
+    k = torch.tensor([2, 5])
+    d = D // H
+    q, kk, v = (x @ lin.weight.T for lin in (attn.q_proj, attn.k_proj, attn.v_proj))
+    out = torch.empty(B, T, D, dtype=x.dtype)
+    for b in range(B):
+        for h in range(H):
+            s = q[b, :, h * d:(h + 1) * d] @ kk[b, :, h * d:(h + 1) * d].T / math.sqrt(d)
+            s = s.masked_fill(~_keep_top(s, int(k[b])), float("-inf"))
+            out[b, :, h * d:(h + 1) * d] = torch.softmax(s, -1) @ v[b, :, h * d:(h + 1) * d]
+    torch.testing.assert_close(attn(x, k), out @ attn.out_proj.weight.T, rtol=1e-6, atol=1e-6)
+
+
+def _reference_sdt(model: SDT, x: torch.Tensor, sims: torch.Tensor, k_pred: torch.Tensor) -> torch.Tensor:
+    """The SDT of its docstring, written out: tokens + E_in[j < k] + E_off[clip(j - k, -8, 8)], pre-norm blocks
+    whose attention keeps clamp(k + margin, 1, K) keys per row, final LayerNorm, head on [h_j, h_0 * h_j]."""
+    B, K, _ = x.shape
+    rank = torch.arange(K).expand(B, K)
+    kp = k_pred.view(B, 1)
+    h = model.embed(x, sims) + model.inside_emb((rank < kp).long()) \
+        + model.offset_emb((rank - kp).clamp(-8, 8) + 8)
+    mask_k = (k_pred + model.mask_margin).clamp(1, K) if model.use_topk_mask else None
+    for layer, block in enumerate(model.blocks):
+        h = h + _reference_attention(block.attn, block.ln_1(h), mask_k, layer)
+        h = h + block.mlp(block.ln_2(h))
+    h = model.ln_f(h)
+    return torch.cat([h, h[:, :1] * h], dim=-1) @ model.head.weight[0] + model.head.bias
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"mask_margin": 2}, {"mask_margin": -3}, {"use_topk_mask": False}])
+def test_sdt_is_its_formula(kwargs: dict) -> None:
+    torch.manual_seed(0)
+    Fd, K = 8, 12
+    model = SDT(Fd, k=K, d_model=24, num_layers=2, num_heads=2, dim_feedforward=32, **kwargs).double().eval()
+    for layer, block in enumerate(model.blocks):
+        _distinct_lambdas(block.attn, layer)
+    x, sims = _neighbours(4, K, Fd)
+    x, sims = x.double(), sims.double()
+    k_pred = torch.tensor([1, 3, 10, 12])  # offsets clipped on both sides; margins clamped at 1 and K
+    torch.testing.assert_close(model(x, sims, k_pred), _reference_sdt(model, x, sims, k_pred), rtol=1e-6, atol=1e-6)
+
+
+def _reference_scores_attention(attn: SparseDiffAttention, x: torch.Tensor, k: torch.Tensor | None,
+                                pad: torch.Tensor | None) -> torch.Tensor:
+    """The forward before the SDPA path and the per-forward Top-k plan: every score written out, masked with
+    :func:`topk_mask` (padded keys ranked last, then dropped), one softmax per map, combined maps times V."""
+    B, T, D = x.shape
+    H, hd = attn.num_heads, attn.head_dim
+    S = 2 * H if attn.differential else H
+    q = attn.q_proj(x).view(B, T, S, hd).transpose(1, 2)
+    kk = attn.k_proj(x).view(B, T, S, hd).transpose(1, 2)
+    v = attn.v_proj(x).view(B, T, H, D // H).transpose(1, 2)
+    scores = (q * attn.scaling) @ kk.transpose(-2, -1)
+    keep = torch.ones_like(scores, dtype=torch.bool)
+    if pad is not None:
+        scores = scores.masked_fill(pad[:, None, None, :], float("-inf"))
+        keep = ~pad[:, None, None, :].expand_as(scores)
+    keep = keep & topk_mask(scores, k)
+    w = F.softmax(scores.masked_fill(~keep, torch.finfo(scores.dtype).min), dim=-1)
+    if attn.differential:
+        w = w.view(B, H, 2, T, T)
+        w = w[:, :, 0] - attn.lambda_full * w[:, :, 1]
+    y = w @ v
+    if attn.differential:
+        y = attn.subln(y) * (1.0 - attn.lambda_init)
+    return attn.out_proj(y.transpose(1, 2).reshape(B, T, D))
+
+
+@pytest.mark.parametrize("differential", [True, False])
+@pytest.mark.parametrize("sdpa", [False, True])
+def test_both_attention_paths_equal_the_written_out_scores(differential: bool, sdpa: bool) -> None:
+    """The scores path and the ``F.scaled_dot_product_attention`` path give the written-out forward to 1e-5 on
+    random inputs: dense, Top-k with sorted and unsorted k (grouped per k, and the many-k path), ties (repeated
+    tokens), and padding (a row keeping more keys than it has)."""
+    g = torch.Generator().manual_seed(0)
+    B, T, D = 12, 10, 16
+    attn = SparseDiffAttention(D, 2, layer_idx=2, differential=differential).eval()
+    if differential:
+        _distinct_lambdas(attn)
+    attn.sdpa = sdpa
+    x = torch.randn(B, T, D, generator=g)
+    x[:4, 5:] = x[:4, :1]  # tokens equal to the first: tied scores at the k-th rank
+    pad = torch.zeros(B, T, dtype=torch.bool)
+    pad[1, 7:] = pad[6, 3:] = True
+    for k in (None, torch.full((B,), 4), torch.sort(torch.randint(1, 12, (B,), generator=g)).values,
+              torch.randint(1, 12, (B,), generator=g), torch.arange(B) % (T + 1)):
+        for p in (None, pad):
+            with torch.no_grad():
+                torch.testing.assert_close(attn(x, k, key_padding_mask=p), _reference_scores_attention(attn, x, k, p),
+                                           rtol=1e-5, atol=1e-5)
+
+
+def test_topk_plan_groups_and_dense() -> None:
+    """One plan per forward: dense when every k covers the row; groups per distinct k (slices for a k-sorted batch,
+    index rows otherwise); no groups past ``max_groups`` distinct k."""
+    T = 6
+    assert TopkPlan(None, 3, T).dense and TopkPlan(torch.tensor([6, 9, 7]), 3, T).dense
+    plan = TopkPlan(torch.tensor([0, 2, 2, 5]), 4, T)  # 0 is clamped to 1
+    assert not plan.dense and plan.kmax == 5 and torch.equal(plan.k, torch.tensor([1, 2, 2, 5]))
+    assert plan.groups == [(1, slice(0, 1)), (2, slice(1, 3)), (5, slice(3, 4))]
+    rows = TopkPlan(torch.tensor([3, 1, 3]), 3, T).groups
+    assert [v for v, _ in rows] == [1, 3] and torch.equal(rows[1][1], torch.tensor([0, 2]))
+    assert TopkPlan(torch.arange(1, 7), 6, T, max_groups=4).groups is None
+    assert TopkPlan(torch.tensor(2), 3, T).k.shape == (3,)
+    scores = torch.randn(4, 2, T, T)
+    assert torch.equal(topk_mask(scores, plan), topk_mask(scores, torch.tensor([0, 2, 2, 5])))
+    with pytest.raises(ValueError):
+        TopkPlan(torch.tensor([1, 2]), 3, T)
+
+
+# ---------------------------------------------------------------- what the mutation run found unpinned
+
+_TOPK_KWARGS = dict(feat_dim=8, k=12, d_model=16, num_layers=1, num_heads=2, dim_feedforward=24, dropout=0.2,
+                    head="regression")
+_SDT_KWARGS = dict(feat_dim=8, k=12, d_model=24, num_layers=3, num_heads=3, dim_feedforward=20, dropout=0.3,
+                   differential=True, use_topk_mask=False, mask_margin=2, window=10)
+
+
+@pytest.mark.parametrize("cls, kwargs", [(TopKPredictor, _TOPK_KWARGS), (SDT, _SDT_KWARGS)])
+def test_networks_rebuild_from_their_config(cls: type, kwargs: dict) -> None:
+    """The model file stores ``config`` and rebuilds with ``cls(**config)``: it must be every argument as given, and
+    the rebuilt network must load the state dict and give the same outputs."""
+    torch.manual_seed(0)
+    model = cls(**kwargs).eval()
+    assert model.config == kwargs
+    twin = cls(**model.config).eval()
+    twin.load_state_dict(model.state_dict())
+    x, sims = _neighbours(3, 12, 8)
+    args = (x, sims) if cls is TopKPredictor else (x, sims, torch.tensor([2, 5, 12]))
+    out = model(*args)
+    assert out.shape == ((3, 10) if cls is SDT else (3,))  # the SDT's window (10) is shorter than K, longer than F
+    torch.testing.assert_close(twin(*args), out)
+
+
+@pytest.mark.parametrize("cls", [TopKPredictor, SDT])
+def test_networks_score_each_centre_on_its_own(cls: type) -> None:
+    """A centre's outputs do not depend on the other centres of its batch (attention runs over its K neighbours,
+    never across the batch)."""
+    torch.manual_seed(0)
+    model = cls(8, k=10, d_model=16, num_layers=2, num_heads=2, dim_feedforward=32).eval()
+    x, sims = _neighbours(4, 10, 8)
+    k = torch.tensor([1, 3, 6, 10])
+    run = (lambda i: model(x[i], sims[i])) if cls is TopKPredictor else (lambda i: model(x[i], sims[i], k[i]))
+    whole = run(slice(None))
+    for i in range(4):
+        torch.testing.assert_close(run(slice(i, i + 1)), whole[i:i + 1], rtol=1e-5, atol=1e-5)
+
+
+def test_bad_arguments_say_what_is_wrong() -> None:
+    with pytest.raises(ValueError, match="head must be 'classification' or 'regression'"):
+        TopKPredictor(8, head="ordinal")
+    with pytest.raises(ValueError, match="must be divisible by 8"):
+        SparseDiffAttention(12, 4)
+    with pytest.raises(ValueError, match="must be divisible by 4"):
+        SparseDiffAttention(10, 4, differential=False)
+    with pytest.raises(ValueError, match="more than max_k=10"):
+        NeighbourEmbedding(8, 16, max_k=10)(*_neighbours(1, 11, 8))
