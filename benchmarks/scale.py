@@ -33,7 +33,7 @@ from common import ROOT, largest_clusters  # noqa: I001  (benchmarks/ is the scr
 from quality import GRID, parse_overrides, record, run_baselines, run_hdbscan
 from clustering.edges import oracle_k
 from clustering.knn import knn_search
-from clustering.metrics import evaluate, selection_score
+from clustering.metrics import evaluate
 from clustering.pipeline import ClusteringPipeline, Timer, refine_and_cluster
 from clustering.preprocess import fit_mean, preprocess
 from clustering.synthetic import make_synthetic
@@ -64,9 +64,10 @@ def run_models(specs: list[str], splits: dict) -> list[dict]:
     """Rows of exported models, ``NAME=PATH[@field=value,...]``; the overrides change graph settings only (an
     ablation of a non-learned part, e.g. ``@combine=jaccard`` for no SDT), so the networks run once per file."""
     rows = []
+    pipes = {path: ClusteringPipeline.load(path, device="cpu")
+             for path in dict.fromkeys(spec.split("=", 1)[1].partition("@")[0] for spec in specs)}
     for split, (feats, labels) in splits.items():
-        for path in dict.fromkeys(spec.split("=", 1)[1].partition("@")[0] for spec in specs):
-            pipe = ClusteringPipeline.load(path, device="cpu")
+        for path, pipe in pipes.items():
             timer = Timer()
             x, nbrs, sims = pipe.graph_inputs(feats, timer)
             k, q = pipe.predict(x, nbrs, sims, timer)
