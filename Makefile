@@ -38,7 +38,7 @@ SCALE_MODEL ?= artifacts/scale/model.pt
 bench-scale: venv
 	$(PY) benchmarks/scale.py --write-train artifacts/scale
 	test -f $(SCALE_MODEL) || $(PY) scripts/make_model.py --features artifacts/scale/train_features.npy \
-		--labels artifacts/scale/train_labels.npy --out $(SCALE_MODEL) --seed $(SEED)
+		--labels artifacts/scale/train_labels.npy --out $(SCALE_MODEL) --seed $(SEED) --workdir runs/scale
 	$(PY) benchmarks/scale.py --json benchmarks/results/scale.json --model "method=$(SCALE_MODEL)" \
 		--model "no SDT (Top-K Jaccard, predicted k)=$(SCALE_MODEL)@combine=jaccard" \
 		--model "lfw-dlib rule (edge probability x SDT, 0.5)=$(SCALE_MODEL)@jaccard=none,threshold=0.5"
