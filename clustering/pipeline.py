@@ -368,8 +368,7 @@ def check_state(state: dict) -> None:
     fields = set(GraphConfig.__dataclass_fields__)
     if set(graph) - fields:
         raise ValueError(f"unknown graph setting(s) {', '.join(map(repr, sorted(set(graph) - fields)))}")
-    cfg = GraphConfig(**graph)
-    cfg.check()
+    cfg = GraphConfig(**graph)  # checked when made
     if state.get("knn") is not None:
         check_knn_options(state["knn"])
     for slot, allowed in NETWORKS.items():
@@ -582,14 +581,12 @@ class ClusteringPipeline:
 
     @classmethod
     def from_state(cls, state: dict, device: str = "auto") -> "ClusteringPipeline":
-        from models import LGCN, SDT, PivotGAT, TopKPredictor
-
-        classes = {"TopKPredictor": TopKPredictor, "SDT": SDT, "LGCN": LGCN, "PivotGAT": PivotGAT}
+        import models
 
         def net(d: dict | None) -> torch.nn.Module | None:
             if d is None:
                 return None
-            m = classes[d["class"]](**d["config"])
+            m = getattr(models, d["class"])(**d["config"])  # a class name of NETWORKS (check_state)
             m.load_state_dict(d["state_dict"])
             return m
 
