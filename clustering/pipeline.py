@@ -9,6 +9,7 @@ networks in batches over nodes.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import re
@@ -26,7 +27,7 @@ from .mapequation import infomap_cluster, knn_edges
 from .subgraphs import as_tensor, gather_subgraphs
 
 __all__ = ["GraphConfig", "graph_fields", "add_graph_arguments", "graph_from_args", "parse_graph_value",
-           "combine_edges", "edge_weights", "refine_and_cluster", "predict_k", "predict_pairs", "Timer", "check_state",
+           "combine_edges", "edge_weights", "refine_and_cluster", "pairs_to_score", "predict_k", "predict_pairs", "Timer", "check_state",
            "resolve_device"]
 
 Transform = Literal["sigmoid", "exp", "cosine"]
@@ -221,10 +222,11 @@ def combine_edges(jaccard_prob: np.ndarray, pair_prob: np.ndarray | None, how: C
 
 
 def edge_weights(nbrs: np.ndarray, sims: np.ndarray, cfg: GraphConfig, *, k: np.ndarray | None = None,
-                 pair_prob: np.ndarray | None = None) -> np.ndarray:
+                 pair_prob: np.ndarray | None = None, jaccard_prob: np.ndarray | None = None) -> np.ndarray:
     """Refined edge weights ``(N, K)`` aligned with ``nbrs``: Jaccard -> combine with SDT -> early stopping
-    (pruned entries set to 0). Edges with weight <= ``cfg.threshold`` are dropped later, by :func:`knn_edges`."""
-    p = jaccard_weights(nbrs, sims, k, cfg)
+    (pruned entries set to 0). Edges with weight <= ``cfg.threshold`` are dropped later, by :func:`knn_edges`.
+    ``jaccard_prob``: :func:`jaccard_weights` of these arguments when already computed."""
+    p = jaccard_weights(nbrs, sims, k, cfg) if jaccard_prob is None else jaccard_prob
     w = combine_edges(p, pair_prob, cfg.combine)
     if cfg.early_stop:
         w = np.where(early_stop_mask(w, cfg.threshold), w, 0.0)
@@ -235,14 +237,45 @@ def edge_weights(nbrs: np.ndarray, sims: np.ndarray, cfg: GraphConfig, *, k: np.
 
 
 def refine_and_cluster(nbrs: np.ndarray, sims: np.ndarray, cfg: GraphConfig, *, k: np.ndarray | None = None,
-                       pair_prob: np.ndarray | None = None, timer: Timer | None = None) -> np.ndarray:
-    """Graph half of the pipeline: Jaccard -> combine with SDT -> prune -> Infomap. Returns ``(N,)`` labels."""
+                       pair_prob: np.ndarray | None = None, jaccard_prob: np.ndarray | None = None,
+                       timer: Timer | None = None) -> np.ndarray:
+    """Graph half of the pipeline: Jaccard -> combine with SDT -> prune -> Infomap. Returns ``(N,)`` labels.
+    ``jaccard_prob``: :func:`jaccard_weights` of these arguments when already computed."""
     timer = timer or Timer()
     with timer("jaccard"):
-        w = edge_weights(nbrs, sims, cfg, k=k, pair_prob=pair_prob)
+        w = edge_weights(nbrs, sims, cfg, k=k, pair_prob=pair_prob, jaccard_prob=jaccard_prob)
     with timer("infomap"):
         rows, cols, ww = knn_edges(nbrs, w, cfg.threshold)
         return infomap_cluster(nbrs.shape[0], rows, cols, ww, seed=cfg.seed, num_trials=cfg.num_trials)
+
+
+READS_K: tuple[str, ...] = ("topk", "plain")  # the Jaccard variants that read every face's k
+
+
+def pairs_to_score(jaccard_prob: np.ndarray, nbrs: np.ndarray, cfg: GraphConfig) -> np.ndarray | None:
+    """The pairs whose pair-classifier probability can change what ``cfg`` gives Infomap: ``(N, K)`` bool aligned
+    with ``nbrs``, or ``None`` for every pair.
+
+    A pair's weight combines the Jaccard probability ``p`` with a pair probability ``q`` in [0, 1]; a pair counts
+    only if that weight can exceed ``cfg.threshold`` for some ``q``: ``p > threshold`` for ``"product"`` (``p q``
+    lies between 0 and ``p``; any pair when the threshold is negative), ``(p + 1) / 2 > threshold`` for ``"mean"``,
+    no pair for ``"jaccard"`` (``q`` unused) and every pair for ``"sdt"`` and with FC-ESER's edge recall (which reads
+    ``q`` of pruned pairs). Self pairs never count (Infomap gets no self loops). Early stopping changes nothing: a
+    pair that cannot exceed the threshold stops the walk whatever its ``q``. Every other pair is pruned whatever its
+    ``q`` in [0, 1], so any value there (the pipeline gives 0) leaves the clustering exactly as with every pair
+    scored."""
+    if cfg.combine == "sdt" or (cfg.early_stop and cfg.edge_recall is not None):
+        return None
+    if cfg.combine == "jaccard":
+        return np.zeros(nbrs.shape, dtype=bool)
+    if cfg.combine == "product":
+        if cfg.threshold < 0:
+            return None
+        need = jaccard_prob > cfg.threshold
+    else:  # "mean"
+        need = jaccard_prob > 2.0 * cfg.threshold - 1.0
+    need &= nbrs != np.arange(nbrs.shape[0])[:, None]
+    return need
 
 
 def _batches(n: int, batch_size: int, progress: bool, desc: str):
@@ -250,28 +283,56 @@ def _batches(n: int, batch_size: int, progress: bool, desc: str):
 
 
 @torch.inference_mode()
-def project_faces(model: torch.nn.Module, xt: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """``model.embed.project`` of every face, ``(N, d)``, on the device of ``xt``, computed in chunks.
+def project_faces(model: torch.nn.Module, xt: torch.Tensor, batch_size: int = 256,
+                  faces: torch.Tensor | None = None) -> torch.Tensor:
+    """``model.embed.project`` of every face, ``(N, d)``, on the device of ``xt``, computed in chunks (with
+    ``faces``, of those faces only: the other rows are left uninitialised).
 
     Part of the networks' token embedding depends on one face only: inference computes it once per face and
     gathers it per (centre, neighbour) pair (see :class:`models.NeighbourEmbedding`)."""
     chunk = 64 * batch_size
-    return torch.cat([model.embed.project(xt[i:i + chunk]) for i in range(0, xt.shape[0], chunk)])
+    if faces is None:
+        return torch.cat([model.embed.project(xt[i:i + chunk]) for i in range(0, xt.shape[0], chunk)])
+    table = xt.new_empty(xt.shape[0], model.embed.d_model)
+    faces = faces.to(xt.device)
+    for i in range(0, faces.shape[0], chunk):
+        table[faces[i:i + chunk]] = model.embed.project(xt[faces[i:i + chunk]])
+    return table
+
+
+def _face_table(model: torch.nn.Module, xt: torch.Tensor, nb: torch.Tensor, rows: torch.Tensor | None,
+                batch_size: int) -> torch.Tensor:
+    """:func:`project_faces` of the faces the centres ``rows`` (all when None) see."""
+    if rows is None or 2 * rows.shape[0] >= nb.shape[0]:
+        return project_faces(model, xt, batch_size)
+    return project_faces(model, xt, batch_size, faces=torch.unique(nb[rows]))
+
+
+def _rows(rows: np.ndarray | None, n: int) -> torch.Tensor:
+    if rows is None:
+        return torch.arange(n)
+    rows = as_tensor(rows, torch.int64)
+    if rows.dim() != 1 or (len(rows) and (int(rows.min()) < 0 or int(rows.max()) >= n)):
+        raise ValueError(f"rows must be 1-D ids in 0..{n - 1}")
+    return rows
 
 
 @torch.inference_mode()
 def predict_k(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np.ndarray, sims: np.ndarray, *,
-              batch_size: int = 256, device: str | torch.device = "cpu", progress: bool = False) -> np.ndarray:
-    """Predicted Top-K size ``k_i`` in 1..K for every face, ``(N,)`` int64 (model in eval mode, batched)."""
+              rows: np.ndarray | None = None, batch_size: int = 256, device: str | torch.device = "cpu",
+              progress: bool = False) -> np.ndarray:
+    """Predicted Top-K size ``k_i`` in 1..K for every face, ``(N,)`` int64 (model in eval mode, batched); with
+    ``rows`` (R,), for those centres only, ``(R,)``."""
     model.eval()
     device = torch.device(device)
     xt = as_tensor(x, torch.float32).to(device)
-    table = project_faces(model, xt, batch_size)
     nb = as_tensor(nbrs, torch.int64)
     st = as_tensor(sims, torch.float32)
-    out = np.empty(nb.shape[0], dtype=np.int64)
-    for start in _batches(nb.shape[0], batch_size, progress, "Top-K"):
-        idx = torch.arange(start, min(start + batch_size, nb.shape[0]))
+    centres = _rows(rows, nb.shape[0])
+    table = _face_table(model, xt, nb, None if rows is None else centres, batch_size)
+    out = np.empty(centres.shape[0], dtype=np.int64)
+    for start in _batches(centres.shape[0], batch_size, progress, "Top-K"):
+        idx = centres[start:start + batch_size]
         feats, s = gather_subgraphs(xt, nb, st, idx)
         proj = table[nb[idx].to(device)]  # (B, K, d): the per-face part of the token embedding
         out[start:start + len(idx)] = model.predict_k(feats, s, proj=proj).cpu().numpy()
@@ -280,10 +341,13 @@ def predict_k(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np.nda
 
 @torch.inference_mode()
 def predict_pairs(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np.ndarray, sims: np.ndarray,
-                  k: np.ndarray, *, batch_size: int = 256, device: str | torch.device = "cpu",
-                  progress: bool = False) -> np.ndarray:
+                  k: np.ndarray, *, rows: np.ndarray | None = None, widths: np.ndarray | None = None,
+                  batch_size: int = 256, device: str | torch.device = "cpu", progress: bool = False) -> np.ndarray:
     """Pair-classifier (SDT or GNN) probability that ``(i, nbrs[i, s])`` share an identity, ``(N, K)`` float32
-    (model in eval mode). A network with a token ``embed`` gets its per-face part precomputed (``proj``); one with a
+    (model in eval mode). ``k`` (N,): the predicted Top-K sizes the SDT reads. ``rows`` (R,): score those centres
+    only; ``widths`` (R,) (or (N,) without ``rows``): of each, its first ``widths`` neighbours only (an SDT then
+    skips the other tokens in its last block); the pairs not scored get 0 (:func:`pairs_to_score` says which pairs
+    a graph rule needs). A network with a token ``embed`` gets its per-face part precomputed (``proj``); one with a
     ``pivot_u`` (the GNN baselines) gets each batch's pivot-subgraph links ``adj``
     (:func:`clustering.graph.pivot_adjacency` on the whole kNN graph).
 
@@ -293,7 +357,6 @@ def predict_pairs(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np
     model.eval()
     device = torch.device(device)
     xt = as_tensor(x, torch.float32).to(device)
-    table = project_faces(model, xt, batch_size) if hasattr(model, "embed") else None
     pivot_u = getattr(model, "pivot_u", None)
     if pivot_u:
         from .graph import pivot_adjacency  # PyG: imported only for the GNNs
@@ -302,19 +365,39 @@ def predict_pairs(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np
     nb = nb_all[:, :window]
     st = as_tensor(sims, torch.float32)[:, :window]
     kt = as_tensor(k, torch.int64)
+    centres = _rows(rows, nb.shape[0])
+    width = None
+    if widths is not None:
+        width = as_tensor(widths, torch.int64).clamp(1, nb.shape[1])
+        if width.shape != centres.shape:
+            raise ValueError(f"widths must have shape {tuple(centres.shape)}, got {tuple(width.shape)}")
+    table = _face_table(model, xt, nb, None if rows is None else centres, batch_size) \
+        if hasattr(model, "embed") else None
     out = np.ones(nbrs.shape, dtype=np.float32)  # 1 beyond the window: no SDT vote, the Jaccard weight decides
-    # centres in order of k, so that each batch's Top-k attention mask needs only a small partial top-k
-    order = torch.argsort(kt, stable=True)
-    for start in _batches(nb.shape[0], batch_size, progress, "SDT"):
-        idx = order[start:start + batch_size]
+    if rows is not None or widths is not None:
+        out[:, : nb.shape[1]] = 0.0  # pairs not scored
+    # centres in order of k, so that each batch's Top-k attention mask needs only a small partial top-k (dense
+    # attention: in order of width, so that each batch's last block computes few tokens)
+    key = width if width is not None and not getattr(model, "use_topk_mask", True) else kt[centres]
+    order = torch.argsort(key, stable=True)
+    centres = centres[order]
+    width = None if width is None else width[order]
+    takes_width = "width" in inspect.signature(model.forward).parameters
+    for start in _batches(centres.shape[0], batch_size, progress, "SDT"):
+        idx = centres[start:start + batch_size]
         feats, s = gather_subgraphs(xt, nb, st, idx)
         inputs = {}
         if table is not None:
             inputs["proj"] = table[nb[idx].to(device)]  # (B, K, d): the per-face part of the token embedding
         if pivot_u:
             inputs["adj"] = pivot_adjacency(nb_all, idx, pivot_u).to(device)  # (B, K, K)
+        if width is not None and takes_width:
+            inputs["width"] = int(width[start:start + batch_size].max())
         logits = model(feats, s, kt[idx].to(device), **inputs)  # (B, W)
-        out[idx.numpy(), : logits.size(1)] = torch.sigmoid(logits.float()).cpu().numpy()
+        prob = torch.sigmoid(logits.float()).cpu()
+        if width is not None:  # each row's pairs past its width: not scored
+            prob.masked_fill_(torch.arange(prob.size(1)) >= width[start:start + batch_size, None], 0.0)
+        out[idx.numpy(), : prob.size(1)] = prob.numpy()
     return out
 
 
@@ -470,26 +553,56 @@ class ClusteringPipeline:
 
     def predict(self, x: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, timer: Timer | None = None,
                 progress: bool = False) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Run the networks on a kNN graph: ``(k (N,) or None, pair_prob (N, K) or None)``."""
-        timer = timer or Timer()
-        k = pair_prob = None
-        if self.topk is not None:
-            with timer("topk"):
-                k = predict_k(self.topk, x, nbrs, sims, batch_size=self.batch_size, device=self.device,
-                              progress=progress)
-        if self.sdt is not None:
-            with timer("sdt"):
-                k_in = k if k is not None else np.full(nbrs.shape[0], nbrs.shape[1], dtype=np.int64)
-                pair_prob = predict_pairs(self.sdt, x, nbrs, sims, k_in, batch_size=self.batch_size,
-                                          device=self.device, progress=progress)
+        """Run the networks on every face of a kNN graph: ``(k (N,) or None, pair_prob (N, K) or None)``, for
+        any graph rule (the evaluation callback, ``export.py --tune``, :meth:`graph_data`)."""
+        k, pair_prob, _ = self.scores(x, nbrs, sims, timer, progress)
         return k, pair_prob
+
+    def scores(self, x: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, timer: Timer | None = None,
+               progress: bool = False, *, rule: GraphConfig | None = None
+               ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """``(k, pair_prob, jaccard_prob)`` of a kNN graph. Without ``rule`` the networks score every face (no
+        ``jaccard_prob``: None). With ``rule`` they score only what that graph rule can use, and the same
+        clustering follows (:func:`pairs_to_score`): the Top-K predictor runs on every face when the rule's Jaccard
+        reads k, else only on the centres the pair classifier scores (``k`` is then None); the pair classifier
+        scores the pairs that can pass the threshold (:func:`pairs_to_score`; in practice the centres with one,
+        each up to its last such neighbour; the other pairs get 0).
+        ``jaccard_prob`` is the rule's Jaccard probability, computed on the way."""
+        timer = timer or Timer()
+        n, K = nbrs.shape
+        run_k = dict(batch_size=self.batch_size, device=self.device, progress=progress)
+        k = pair_prob = p = None
+        if self.topk is not None and (rule is None or rule.jaccard in READS_K):
+            with timer("topk"):
+                k = predict_k(self.topk, x, nbrs, sims, **run_k)
+        rows = widths = None
+        if rule is not None:
+            with timer("jaccard"):
+                p = jaccard_weights(nbrs, sims, k, rule)
+            need = pairs_to_score(p, nbrs, rule) if self.sdt is not None else None
+            if need is not None:
+                rows = np.flatnonzero(need.any(axis=1))
+                widths = K - np.argmax(need[rows, ::-1], axis=1)  # up to the last pair needed, self included
+        if self.sdt is None or (rows is not None and len(rows) == 0):
+            return k, pair_prob, p
+        k_in = k
+        if k_in is None:
+            k_in = np.full(n, K, dtype=np.int64)  # no Top-K predictor (the GNN baselines): all K
+            if self.topk is not None:
+                with timer("topk"):
+                    k_in[rows if rows is not None else slice(None)] = predict_k(self.topk, x, nbrs, sims, rows=rows,
+                                                                                **run_k)
+        with timer("sdt"):
+            pair_prob = predict_pairs(self.sdt, x, nbrs, sims, k_in, rows=rows, widths=widths, **run_k)
+        return k, pair_prob, p
 
     def run_graph(self, x: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, timer: Timer | None = None,
                   progress: bool = False) -> np.ndarray:
-        """Networks + graph half on a ready kNN graph. Returns ``(N,)`` cluster ids."""
+        """Networks + graph half on a ready kNN graph, the networks scoring only what the model's graph rule can
+        use (:meth:`scores`). Returns ``(N,)`` cluster ids."""
         timer = timer or Timer()
-        k, pair_prob = self.predict(x, nbrs, sims, timer, progress)
-        return refine_and_cluster(nbrs, sims, self.graph, k=k, pair_prob=pair_prob, timer=timer)
+        k, pair_prob, p = self.scores(x, nbrs, sims, timer, progress, rule=self.graph)
+        return refine_and_cluster(nbrs, sims, self.graph, k=k, pair_prob=pair_prob, jaccard_prob=p, timer=timer)
 
     def cluster(self, feats, timer: Timer | None = None, progress: bool = False) -> tuple[np.ndarray, dict]:
         """Cluster raw ``(N, d)`` embeddings (checked by the caller): ``(labels (N,) int64, info)``.

@@ -43,11 +43,13 @@ class SDTBlock(nn.Module):
             if isinstance(m, nn.Linear):
                 m.reset_parameters()
 
-    def forward(self, x: Tensor, k: Tensor | TopkPlan | None) -> Tensor:
-        """Args: x (B, K, d); k (B,) long keys kept per score row, its :class:`TopkPlan`, or None (dense).
-        Returns (B, K, d)."""
-        x = x + self.drop(self.attn(self.ln_1(x), k))  # (B, K, d)
-        x = x + self.drop(self.mlp(self.ln_2(x)))  # (B, K, d)
+    def forward(self, x: Tensor, k: Tensor | TopkPlan | None, queries: int | None = None) -> Tensor:
+        """Args: x (B, K, d); k (B,) long keys kept per score row, its :class:`TopkPlan`, or None (dense);
+        queries: compute the first ``Q = queries`` tokens only (all K attend as keys), or None for all.
+        Returns (B, Q, d)."""
+        h = self.ln_1(x)
+        x = x[:, :queries] + self.drop(self.attn(h, k, queries=queries))  # (B, Q, d)
+        x = x + self.drop(self.mlp(self.ln_2(x)))  # (B, Q, d)
         return x
 
 
@@ -137,10 +139,13 @@ class SDT(nn.Module):
         """Current lambda of every layer (0-d tensors; zeros for plain attention), for logging."""
         return [block.attn.lambda_full for block in self.blocks]
 
-    def forward(self, x: Tensor, sims: Tensor, k_pred: Tensor, *, proj: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, sims: Tensor, k_pred: Tensor, *, proj: Tensor | None = None,
+                width: int | None = None) -> Tensor:
         """Args: x (B, K, F); sims (B, K); k_pred (B,) long predicted Top-K; proj (B, K, d)
-        ``self.embed.project(x)`` when precomputed per face (inference), else None. Returns pair logits (B, W) for
-        the first ``W = min(window, K)`` neighbours (``W = K`` without a window)."""
+        ``self.embed.project(x)`` when precomputed per face (inference), else None; width: the logits of the
+        first ``width`` neighbours (self included) are all the caller needs (the last block then computes those
+        tokens only: the same values, less work), None for all. Returns pair logits (B, W) for the first
+        ``W = min(window, K, width)`` neighbours (``W = K`` without a window or width)."""
         if self.window is not None and x.size(1) > self.window:
             x, sims = x[:, : self.window], sims[:, : self.window]  # (B, W, F), (B, W)
             proj = None if proj is None else proj[:, : self.window]  # (B, W, d)
@@ -153,11 +158,12 @@ class SDT(nn.Module):
         h = self.drop(h)
         mask_k = (k_pred.view(B) + self.mask_margin).clamp(1, K) if self.use_topk_mask else None  # (B,)
         plan = TopkPlan(mask_k, B, K)  # how the Top-k mask splits this batch, once for every layer
-        for block in self.blocks:
-            h = block(h, plan)  # (B, K, d)
+        width = None if width is None or width >= K else max(int(width), 1)
+        for i, block in enumerate(self.blocks):
+            h = block(h, plan, queries=width if i == len(self.blocks) - 1 else None)  # (B, K, d); last (B, W, d)
         h = self.ln_f(h)
-        pair = torch.cat([h, h[:, :1] * h], dim=-1)  # (B, K, 2d)
-        return self.head(pair).squeeze(-1)  # (B, K)
+        pair = torch.cat([h, h[:, :1] * h], dim=-1)  # (B, W, 2d)
+        return self.head(pair).squeeze(-1)  # (B, W)
 
     def extra_repr(self) -> str:
         return (

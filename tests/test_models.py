@@ -241,6 +241,24 @@ def test_sdt_overfits_toy_batch() -> None:
     assert losses[-1] < 0.2 * losses[0], losses
 
 
+@pytest.mark.parametrize("kwargs", [{}, {"use_topk_mask": False}, {"differential": False, "num_heads": 4}])
+def test_sdt_width_computes_the_same_first_logits(kwargs: dict) -> None:
+    """``width=W``: the last block computes the first W tokens only; their logits are those of the full forward
+    (every token still attends in the earlier blocks and as a key in the last)."""
+    torch.manual_seed(0)
+    Fd, K = 8, 12
+    model = SDT(Fd, k=K, d_model=16, num_layers=3, dim_feedforward=32, **kwargs).eval()
+    x, sims = _neighbours(5, K, Fd)
+    k = torch.tensor([1, 3, 5, 8, 12])
+    with torch.no_grad():
+        full = model(x, sims, k)
+        for width in (1, 4, K - 1):
+            part = model(x, sims, k, width=width)
+            assert part.shape == (5, width)
+            torch.testing.assert_close(part, full[:, :width], rtol=1e-5, atol=1e-5)
+        assert torch.equal(model(x, sims, k, width=K + 5), full)
+
+
 def test_sdt_window_scores_only_the_first_neighbours() -> None:
     torch.manual_seed(0)
     full = SDT(feat_dim=8, k=10, d_model=16, num_layers=1, num_heads=2, dim_feedforward=32, dropout=0.0)
@@ -419,8 +437,8 @@ def _reference_scores_attention(attn: SparseDiffAttention, x: torch.Tensor, k: t
 
 
 @pytest.mark.parametrize("differential", [True, False])
-@pytest.mark.parametrize("sdpa", [False, True])
-def test_both_attention_paths_equal_the_written_out_scores(differential: bool, sdpa: bool) -> None:
+@pytest.mark.parametrize("sdpa", [False, True, None])
+def test_both_attention_paths_equal_the_written_out_scores(differential: bool, sdpa: bool | None) -> None:
     """The scores path and the ``F.scaled_dot_product_attention`` path give the written-out forward to 1e-5 on
     random inputs: dense, Top-k with sorted and unsorted k (grouped per k, and the many-k path), ties (repeated
     tokens), and padding (a row keeping more keys than it has)."""

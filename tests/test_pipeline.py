@@ -25,6 +25,7 @@ from clustering.pipeline import (
     predict_k,
     predict_pairs,
     refine_and_cluster,
+    pairs_to_score,
 )
 from clustering.preprocess import fit_mean, preprocess
 from clustering.synthetic import make_synthetic
@@ -327,3 +328,79 @@ def test_edge_recall_brings_back_pruned_edges_the_sdt_vouches_for() -> None:
     w = edge_weights(nbrs, sims, replace(cfg, edge_recall=0.9), pair_prob=pair_prob)
     assert w[0, 2] == 0.0                          # the SDT does not vouch for it (0.1)
     assert w[0, 3] == pytest.approx(0.97)          # recalled, weighted by the SDT probability
+
+
+# ---------------------------------------------------------------- scoring only what the graph rule can use
+
+
+def test_pairs_to_score_by_rule() -> None:
+    nbrs = np.array([[0, 1, 2], [1, 0, 2], [1, 2, 0], [3, 2, 1]])  # row 2's self pair is in column 1
+    p = np.array([[1.0, 0.2, 0.1], [1.0, 0.7, 0.1], [1.0, 0.5, 0.4], [0.9, 0.95, 0.0]], dtype=np.float32)
+    product = GraphConfig(k=3, jaccard="none", threshold=0.5)
+    expect = np.array([[0, 0, 0], [0, 1, 0], [1, 0, 0], [0, 1, 0]], dtype=bool)  # p > 0.5, self pairs aside
+    np.testing.assert_array_equal(pairs_to_score(p, nbrs, product), expect)
+    np.testing.assert_array_equal(pairs_to_score(p, nbrs, replace(product, early_stop=True)), expect)
+    # "mean": (p + q) / 2 <= (p + 1) / 2 can pass 0.6 only where p > 0.2
+    np.testing.assert_array_equal(pairs_to_score(p, nbrs, replace(product, combine="mean", threshold=0.6)),
+                                  [[0, 0, 0], [0, 1, 0], [1, 0, 1], [0, 1, 0]])
+    np.testing.assert_array_equal(pairs_to_score(p, nbrs, replace(product, threshold=0.0)),
+                                  [[0, 1, 1], [0, 1, 1], [1, 0, 1], [0, 1, 0]])  # never a self pair
+    assert pairs_to_score(p, nbrs, replace(product, threshold=-0.1)) is None  # p q = 0 passes a negative threshold
+    assert pairs_to_score(p, nbrs, replace(product, combine="sdt")) is None
+    assert pairs_to_score(p, nbrs, replace(product, early_stop=True, edge_recall=0.9)) is None
+    assert not pairs_to_score(p, nbrs, replace(product, combine="jaccard")).any()
+
+
+@pytest.mark.parametrize("cfg", [
+    GraphConfig(k=K, jaccard="none", threshold=0.5),                     # lfw-dlib's rule
+    GraphConfig(k=K, jaccard="none", threshold=0.5, early_stop=True),
+    GraphConfig(k=K, jaccard="topk", threshold=0.2),                      # the synthetic models' rule
+    GraphConfig(k=K, jaccard="none", combine="mean", threshold=0.75),
+    GraphConfig(k=K, jaccard="none", combine="jaccard", threshold=0.5),
+    GraphConfig(k=K, jaccard="all", threshold=0.3, early_stop=True, edge_recall=0.5),  # every pair
+])
+def test_pruned_scoring_clusters_exactly_as_full_scoring(easy, cfg) -> None:
+    """run_graph scores only the centres the rule can use; the clustering is the one of scoring every centre."""
+    _, _, z, nbrs, sims = easy
+    topk, sdt = _tiny_models(z.shape[1], K)
+    pipe = ClusteringPipeline(None, cfg, topk, sdt, batch_size=64, device="cpu")
+    centres = {"topk": 0, "sdt": 0}
+    for name, net in (("topk", topk), ("sdt", sdt)):
+        net.register_forward_hook(lambda m, inp, out, name=name: centres.__setitem__(name, centres[name] + len(inp[0])))
+    labels = pipe.run_graph(z, nbrs, sims)
+    scored = dict(centres)
+    k, q = pipe.predict(z, nbrs, sims)
+    assert centres["sdt"] - scored["sdt"] == len(z)  # predict scores every centre
+    full = refine_and_cluster(nbrs, sims, cfg, k=k, pair_prob=q)
+    np.testing.assert_array_equal(labels, full)
+    _, _, p = pipe.scores(z, nbrs, sims, rule=cfg)
+    need = pairs_to_score(p, nbrs, cfg)
+    expect = len(z) if need is None else int(need.any(axis=1).sum())
+    assert scored["sdt"] == expect
+    assert scored["topk"] == (len(z) if cfg.jaccard in ("topk", "plain") else expect)
+    if cfg.combine == "jaccard":
+        assert expect == 0 and scored["topk"] == 0  # the rule reads neither k nor q: no network runs
+    elif cfg.jaccard == "none" and cfg.combine == "product":
+        assert 0 < expect < len(z)  # this data has centres the rule never links: they were skipped
+        assert need.sum() < need.any(axis=1).sum() * (K - 1)  # and rows whose later neighbours were skipped
+
+
+def test_predict_pairs_rows_and_widths_score_what_they_say(easy) -> None:
+    """Scored pairs equal the full run's (the SDT's last block computes only the first ``width`` tokens); the
+    others are 0."""
+    _, _, z, nbrs, sims = easy
+    topk, sdt = _tiny_models(z.shape[1], K)
+    k = predict_k(topk, z, nbrs, sims)
+    full = predict_pairs(sdt, z, nbrs, sims, k)
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(len(z), 200, replace=False))
+    widths = rng.integers(1, K + 1, len(rows))
+    for dense in (False, True):
+        sdt.use_topk_mask = not dense
+        full = predict_pairs(sdt, z, nbrs, sims, k)
+        part = predict_pairs(sdt, z, nbrs, sims, k, rows=rows, widths=widths, batch_size=32)
+        scored = np.zeros(nbrs.shape, dtype=bool)
+        scored[rows] = np.arange(K)[None, :] < widths[:, None]
+        np.testing.assert_allclose(part[scored], full[scored], rtol=1e-5, atol=1e-6)
+        assert (part[~scored] == 0).all()
+        np.testing.assert_array_equal(predict_k(topk, z, nbrs, sims, rows=rows), k[rows])
