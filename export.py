@@ -17,6 +17,7 @@ checkpoint): the grid point with the best mean of pairwise F and BCubed F. Test 
 from __future__ import annotations
 
 import argparse
+import io
 import itertools
 import json
 import sys
@@ -36,13 +37,23 @@ THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.0, 0.91, 0.05))
 
 
 def load_module(path: str):
-    """The LightningModule of a checkpoint (TopKModule or SDTModule, by its recorded class) on the CPU."""
+    """The LightningModule of a checkpoint (TopKModule or SDTModule, by its recorded class) on the CPU. A checkpoint
+    written before the networks took a dataclass config (their fields flat in ``init_args``) is read as today's
+    (:func:`lightning_modules.common.upgrade_network_spec`)."""
     from lightning_modules import SDTModule, TopKModule
+    from lightning_modules.common import upgrade_network_spec
 
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    name = str(ckpt.get("hyper_parameters", {}).get("_class_path", ""))
-    cls = SDTModule if name.endswith("SDTModule") else TopKModule
-    return cls.load_from_checkpoint(path, map_location="cpu"), ckpt
+    hparams = ckpt.get("hyper_parameters", {})
+    cls = SDTModule if str(hparams.get("_class_path", "")).endswith("SDTModule") else TopKModule
+    upgraded = {key: upgrade_network_spec(hparams[key]) for key in ("model", "topk") if key in hparams}
+    if all(spec is hparams[key] for key, spec in upgraded.items()):
+        return cls.load_from_checkpoint(path, map_location="cpu"), ckpt
+    hparams.update(upgraded)
+    buffer = io.BytesIO()
+    torch.save(ckpt, buffer)
+    buffer.seek(0)
+    return cls.load_from_checkpoint(buffer, map_location="cpu"), ckpt
 
 
 def val_split(ckpt: dict):

@@ -6,10 +6,13 @@
 Configs are layered with repeated ``--config`` (later files override earlier ones); any value can be overridden on
 the command line (``--model.init_args.optimizer.init_args.lr=1e-3``). See ``configs/README.md``.
 
-Values shared by data and networks are given once: ``data.k`` is linked to the networks' ``k`` and the data's
-feature width (:meth:`FaceGraphDataModule.feature_dim`: the synthetic ``dim``, ``data.dim`` or the ``.npy`` header)
-to their ``feat_dim``, both at parse time, so the saved ``config.yaml`` shows them; ``data.pivot_u`` (the pivot
-subgraph links the GNN baselines read) is set from the network's ``pivot_u`` when the classes are instantiated.
+Each network takes one dataclass config (``models.SDTConfig``, ...), written under its ``init_args.config``
+(``--model.init_args.model.init_args.config.d_model=64``, short ``--model.model.config.d_model=64``). Values shared
+by data and networks are given once: ``data.k`` is linked to the networks' ``config.k`` and the data's feature width
+(:meth:`FaceGraphDataModule.feature_dim`: the synthetic ``dim``, ``data.dim`` or the ``.npy`` header) to their
+``config.feat_dim``, both at parse time (link targets: ``--print_config`` and the saved ``config.yaml`` leave them
+out; the checkpoint's hyper-parameters record each network's whole config); ``data.pivot_u`` (the pivot subgraph
+links the GNN baselines read) is set from the network's ``pivot_u`` when the classes are instantiated.
 Three callbacks are always present and configured at the top level: ``evaluation``
 (:class:`callbacks.ClusteringEvaluation`, the end-to-end val clustering metrics), ``checkpoint``
 (``ModelCheckpoint`` on ``val/pairwise_f``: ``best.ckpt``) and ``last_checkpoint`` (``last.ckpt`` after every epoch,
@@ -51,8 +54,8 @@ class FaceClusterCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         shape_args = ("data.source", "data.features", "data.dim", "data.synthetic.dim")
         for net in NETWORKS:
-            parser.link_arguments("data.k", f"model.init_args.{net}.init_args.k")
-            parser.link_arguments(shape_args, f"model.init_args.{net}.init_args.feat_dim",
+            parser.link_arguments("data.k", f"model.init_args.{net}.init_args.config.k")
+            parser.link_arguments(shape_args, f"model.init_args.{net}.init_args.config.feat_dim",
                                   compute_fn=FaceGraphDataModule.feature_dim)
         # the batches carry the pivot-subgraph links a GNN pair classifier reads (its pivot_u; None for the others)
         parser.link_arguments("model", "data.pivot_u", compute_fn=pivot_u_of, apply_on="instantiate")

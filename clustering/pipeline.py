@@ -431,7 +431,12 @@ def resolve_device(device: str) -> str:
 def check_state(state: dict) -> None:
     """Validate every field of a model file's state (after its format and version) before anything is built from
     it: raise ``ValueError`` naming the field. A model file must never run to the end and write garbage (a NaN
-    mean, weights with NaN) or fail half-way (graph k = 0, an unknown transform or kNN method)."""
+    mean, weights with NaN) or fail half-way (graph k = 0, an unknown transform or kNN method). A network's
+    ``config`` is checked by building its dataclass (:func:`models.config.config_from_dict`: unknown or missing
+    fields, values out of range), the error naming the slot and the field."""
+    import models
+    from models.config import config_from_dict
+
     from .knn import check_knn_options
 
     unknown = sorted(set(state) - set(STATE_KEYS))
@@ -465,17 +470,20 @@ def check_state(state: dict) -> None:
         config, weights = net["config"], net["state_dict"]
         if not isinstance(config, dict) or not isinstance(weights, dict):
             raise ValueError(f"{slot} network config and state_dict must be dicts")
+        try:
+            config = config_from_dict(getattr(models, net["class"]).config_class, config)
+        except ValueError as exc:
+            raise ValueError(f"{slot} network config: {exc}") from None
         if not all(isinstance(w, torch.Tensor) for w in weights.values()):
             raise ValueError(f"{slot} network state_dict holds non-tensors")
         bad = [name for name, w in weights.items() if w.is_floating_point() and not torch.isfinite(w).all()]
         if bad:
             raise ValueError(f"{slot} network weights have NaN or inf values ({', '.join(bad[:3])})")
-        if mean is not None and config.get("feat_dim") != mean.numel():
-            raise ValueError(f"{slot} network takes features of dimension {config.get('feat_dim')!r}, the mean has "
+        if mean is not None and config.feat_dim != mean.numel():
+            raise ValueError(f"{slot} network takes features of dimension {config.feat_dim}, the mean has "
                              f"{mean.numel()}")
-        if not isinstance(config.get("k"), int) or config["k"] < cfg.k:
-            raise ValueError(f"{slot} network handles k = {config.get('k')!r} neighbours, the graph asks for "
-                             f"{cfg.k}")
+        if config.k < cfg.k:
+            raise ValueError(f"{slot} network handles k = {config.k} neighbours, the graph asks for {cfg.k}")
     if state.get("meta") is not None and not isinstance(state["meta"], dict):
         raise ValueError("meta must be a dict")
 
@@ -524,8 +532,8 @@ class ClusteringPipeline:
         if self.mean is not None:
             return int(self.mean.shape[0])
         for m in (self.topk, self.sdt):
-            if m is not None and "feat_dim" in getattr(m, "config", {}):
-                return int(m.config["feat_dim"])
+            if m is not None and hasattr(getattr(m, "config", None), "feat_dim"):
+                return int(m.config.feat_dim)
         return None
 
     # ---- running -------------------------------------------------------------------------------------------
@@ -674,7 +682,7 @@ class ClusteringPipeline:
         def net(m: torch.nn.Module | None) -> dict | None:
             if m is None:
                 return None
-            return {"class": type(m).__name__, "config": dict(m.config),
+            return {"class": type(m).__name__, "config": asdict(m.config),  # the dataclass's fields, flat
                     "state_dict": {k: v.detach().cpu() for k, v in m.state_dict().items()}}
 
         return {"format": MODEL_FORMAT, "version": MODEL_VERSION,
@@ -694,12 +702,16 @@ class ClusteringPipeline:
 
     @classmethod
     def from_state(cls, state: dict, device: str = "auto") -> "ClusteringPipeline":
+        """The pipeline of a :meth:`state` (checked by :func:`check_state` when read from a file). A network is
+        rebuilt as ``Class(Class.config_class(**config))``; fields a file leaves out take their defaults."""
         import models
+        from models.config import config_from_dict
 
         def net(d: dict | None) -> torch.nn.Module | None:
             if d is None:
                 return None
-            m = getattr(models, d["class"])(**d["config"])  # a class name of NETWORKS (check_state)
+            net_cls = getattr(models, d["class"])  # a class name of NETWORKS (check_state)
+            m = net_cls(config_from_dict(net_cls.config_class, d["config"]))
             m.load_state_dict(d["state_dict"])
             return m
 

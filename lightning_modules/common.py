@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import asdict
 from typing import Literal
 
 import numpy as np
@@ -12,12 +13,27 @@ import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
-__all__ = ["BaseModule", "param_groups", "topk_loss", "k_from_output", "network_spec", "step_seed"]
+__all__ = ["BaseModule", "param_groups", "topk_loss", "k_from_output", "network_spec", "step_seed",
+           "upgrade_network_spec"]
+
+NETWORK_CLASSES = ("TopKPredictor", "SDT", "LGCN", "PivotGAT")  # the networks of models/ a checkpoint may record
 
 
 def network_spec(net: torch.nn.Module) -> dict:
-    """``class_path``/``init_args`` that rebuild a network of ``models/`` from its ``.config``."""
-    return {"class_path": f"{type(net).__module__}.{type(net).__name__}", "init_args": dict(net.config)}
+    """``class_path``/``init_args`` that rebuild a network of ``models/`` from its dataclass ``.config``:
+    ``{"class_path": "models.sdt.SDT", "init_args": {"config": {"feat_dim": 256, ...}}}``."""
+    return {"class_path": f"{type(net).__module__}.{type(net).__name__}", "init_args": {"config": asdict(net.config)}}
+
+
+def upgrade_network_spec(spec):
+    """A network's recorded ``class_path``/``init_args`` in today's form: a checkpoint written before the networks
+    took a dataclass config has the fields flat in ``init_args``; they move under ``config``. Anything else (today's
+    form, a network object, ``None``) is returned as it is."""
+    if isinstance(spec, dict) and str(spec.get("class_path", "")).rsplit(".", 1)[-1] in NETWORK_CLASSES:
+        args = spec.get("init_args")
+        if isinstance(args, dict) and set(args) != {"config"}:
+            return {**spec, "init_args": {"config": args}}
+    return spec
 
 
 def param_groups(module: torch.nn.Module) -> list[dict]:

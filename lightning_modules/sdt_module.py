@@ -52,7 +52,7 @@ class SDTModule(BaseModule):
     into the hyper-parameters (and ``topk_ckpt`` cleared), its weights into the state dict.
 
     Args:
-        model: the pair classifier (``feat_dim``, ``k`` linked to the datamodule by ``train.py``).
+        model: the pair classifier (its ``config.feat_dim``, ``config.k`` linked to the datamodule by ``train.py``).
         topk: a Top-K predictor (needed by ``"joint"`` unless ``topk_ckpt`` is given).
         schedule: ``"staged"``, ``"joint"`` or ``"oracle"``.
         topk_ckpt: path of a :class:`TopKModule` checkpoint to load the Top-K predictor from.
@@ -91,7 +91,7 @@ class SDTModule(BaseModule):
             raise ValueError(f"schedule={schedule!r} needs a Top-K predictor: give topk_ckpt (a TopKModule "
                              "checkpoint) or topk")
         if topk is not None:
-            k, feat_dim = model.config["k"], model.config["feat_dim"]
+            k, feat_dim = model.config.k, model.config.feat_dim
             if topk.k != k or topk.embed.feat_dim != feat_dim:
                 raise ValueError(f"Top-K predictor (k={topk.k}, feat_dim={topk.embed.feat_dim}) does not match the "
                                  f"pair classifier (k={k}, feat_dim={feat_dim})")

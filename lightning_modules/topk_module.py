@@ -8,9 +8,10 @@ import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 
 from clustering.pipeline import ClusteringPipeline, GraphConfig
-from models import TopKPredictor
+from models import TopKConfig, TopKPredictor
+from models.config import config_from_dict
 
-from .common import BaseModule, k_from_output, topk_loss
+from .common import BaseModule, k_from_output, topk_loss, upgrade_network_spec
 
 __all__ = ["TopKModule", "load_topk"]
 
@@ -23,7 +24,7 @@ class TopKModule(BaseModule):
     (share with ``k == k*``).
 
     Args:
-        model: the network (its ``feat_dim`` and ``k`` are linked to the datamodule by ``train.py``).
+        model: the network (its ``config.feat_dim`` and ``config.k`` are linked to the datamodule by ``train.py``).
         optimizer: optimiser factory (``params -> Optimizer``); weight decay applies to matrices only.
         scheduler: optional LR-scheduler factory (``optimizer -> LRScheduler``).
         scheduler_interval: ``"epoch"`` or ``"step"``.
@@ -72,14 +73,19 @@ def load_topk(checkpoint: str) -> TopKPredictor:
 
     Rebuilt from the network's recorded config and its ``model.*`` weights, without instantiating the
     LightningModule (which, called while LightningCLI instantiates another module, would pick up that module's
-    hyper-parameters).
+    hyper-parameters). The config is ``init_args: {config: {...}}``, or, in a checkpoint written before the networks
+    took a dataclass config, the same fields flat in ``init_args`` (:func:`~.common.upgrade_network_spec`); a config
+    that does not fit :class:`TopKConfig` is a one-line ``ValueError``.
     """
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    spec = ckpt.get("hyper_parameters", {}).get("model")
+    spec = upgrade_network_spec(ckpt.get("hyper_parameters", {}).get("model"))
     if isinstance(spec, TopKPredictor):
         net = spec
     elif isinstance(spec, dict) and str(spec.get("class_path", "")).endswith("TopKPredictor"):
-        net = TopKPredictor(**spec["init_args"])
+        try:
+            net = TopKPredictor(config_from_dict(TopKConfig, (spec.get("init_args") or {}).get("config")))
+        except ValueError as exc:
+            raise ValueError(f"{checkpoint}: Top-K network config: {exc}") from None
     else:
         raise ValueError(f"{checkpoint}: not a TopKModule checkpoint (hyper-parameter 'model' is {spec!r:.80})")
     net.load_state_dict({key[len("model."):]: value for key, value in ckpt["state_dict"].items()

@@ -7,13 +7,63 @@ which u), and ignore the predicted Top-K size.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn import GATConv, GCNConv
 
 from clustering.graph import subgraph_batch
 
-__all__ = ["LGCN", "PivotGAT", "PivotGNN"]
+from .config import check_config_type, check_divisible, check_dropout, check_flag, check_positive
+
+__all__ = ["LGCN", "LGCNConfig", "PivotGAT", "PivotGATConfig", "PivotGNN"]
+
+
+@dataclass(frozen=True)
+class LGCNConfig:
+    """Architecture of an :class:`LGCN`, and the fields every :class:`PivotGNN` has (every value checked when the
+    config is made).
+
+    Attributes:
+        feat_dim: feature width F.
+        k: K of the training graph (recorded; any K works at inference).
+        hidden: width of every layer.
+        num_layers: graph convolutions (L-GCN has 4).
+        pivot_u: u, the neighbours per node that make links (L-GCN: 10).
+        dropout: dropout after every convolution, in [0, 1).
+        pivot_sims: append the scaled cosine to the pivot to the node features (False: L-GCN's features).
+    """
+
+    feat_dim: int
+    k: int = 80
+    hidden: int = 64
+    num_layers: int = 4
+    pivot_u: int = 10
+    dropout: float = 0.0
+    pivot_sims: bool = False
+
+    def __post_init__(self) -> None:
+        check_positive(self, "feat_dim", "k", "hidden", "num_layers", "pivot_u")
+        check_dropout(self)
+        check_flag(self, "pivot_sims")
+
+
+@dataclass(frozen=True)
+class PivotGATConfig(LGCNConfig):
+    """Architecture of a :class:`PivotGAT`: the fields of :class:`LGCNConfig` (two layers by default) and
+
+    Attributes:
+        heads: attention heads per layer (``hidden`` must be divisible by it).
+    """
+
+    num_layers: int = 2
+    heads: int = 4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive(self, "heads")
+        check_divisible(self, "hidden", self.heads, "heads")
 
 
 class PivotGNN(nn.Module):
@@ -30,33 +80,28 @@ class PivotGNN(nn.Module):
     features, the pivot similarity and the links).
 
     Args:
-        feat_dim (int): feature width F.
-        k (int, default 80): K of the training graph (recorded; any K works at inference).
-        hidden (int, default 64): width of every layer.
-        num_layers (int, default 4): graph convolutions (L-GCN has 4).
-        pivot_u (int, default 10): u, the neighbours per node that make links (L-GCN: 10).
-        dropout (float, default 0.0): dropout after every convolution.
-        pivot_sims (bool, default False): append the scaled cosine to the pivot to the node features (False:
-            L-GCN's features).
+        config (LGCNConfig): the architecture (a subclass's own config: :class:`PivotGATConfig`).
 
     Shapes:
         x (B, K, F) preprocessed features, self first; sims (B, K) (read with ``pivot_sims``); k_pred (B,) (unused);
         adj (B, K, K) bool -> logits (B, K).
     """
 
-    def __init__(self, feat_dim: int, k: int = 80, hidden: int = 64, num_layers: int = 4, pivot_u: int = 10,
-                 dropout: float = 0.0, pivot_sims: bool = False) -> None:
+    config_class: type[LGCNConfig] = LGCNConfig  # the exact config type each subclass takes
+
+    def __init__(self, config: LGCNConfig) -> None:
         super().__init__()
-        self.config = dict(feat_dim=feat_dim, k=k, hidden=hidden, num_layers=num_layers, pivot_u=pivot_u,
-                           dropout=dropout, pivot_sims=pivot_sims)  # rebuilds the module (subclasses add theirs)
-        self.k = k
-        self.pivot_u = pivot_u
-        self.pivot_sims = pivot_sims
-        in_dim = feat_dim + int(pivot_sims)
+        check_config_type(self, config)
+        self.config = config  # rebuilds the module: type(self)(config)
+        self.k = config.k
+        self.pivot_u = config.pivot_u
+        self.pivot_sims = config.pivot_sims
+        hidden, num_layers = config.hidden, config.num_layers
+        in_dim = config.feat_dim + int(config.pivot_sims)
         self.convs = nn.ModuleList(self.make_conv(in_dim if l == 0 else hidden, hidden)
                                    for l in range(num_layers))
         self.acts = nn.ModuleList(nn.PReLU(hidden) for _ in range(num_layers))
-        self.drop = nn.Dropout(dropout)
+        self.drop = nn.Dropout(config.dropout)
         self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.PReLU(hidden), nn.Linear(hidden, 1))
         self.reset_parameters()
 
@@ -104,8 +149,10 @@ class LGCN(PivotGNN):
         \hat A = A + I
 
     on the pivot subgraph's links A (L-GCN aggregates with the mean :math:`D^{-1} A` and concatenates the node's
-    own state; ``GCNConv``'s symmetric normalisation with self loops is the PyG standard). Arguments as
-    :class:`PivotGNN`.
+    own state; ``GCNConv``'s symmetric normalisation with self loops is the PyG standard).
+
+    Args:
+        config (LGCNConfig): the architecture.
     """
 
     def make_conv(self, in_dim: int, out_dim: int) -> nn.Module:
@@ -124,17 +171,15 @@ class PivotGAT(PivotGNN):
     similarity of the two faces (``edge_dim=1``; self loops get the mean, PyG's ``fill_value="mean"``).
 
     Args:
-        heads (int, default 4): attention heads per layer (``hidden`` must be divisible by it).
-        Others as :class:`PivotGNN`.
+        config (PivotGATConfig): the architecture (``heads`` and the :class:`LGCNConfig` fields).
     """
 
-    def __init__(self, feat_dim: int, k: int = 80, hidden: int = 64, num_layers: int = 2, pivot_u: int = 10,
-                 dropout: float = 0.0, pivot_sims: bool = False, heads: int = 4) -> None:
-        if hidden % heads:
-            raise ValueError(f"hidden={hidden} must be divisible by heads={heads}")
-        self.heads = heads  # read by make_conv, during the base class's __init__
-        super().__init__(feat_dim, k, hidden, num_layers, pivot_u, dropout, pivot_sims)
-        self.config["heads"] = heads
+    config_class = PivotGATConfig
+
+    def __init__(self, config: PivotGATConfig) -> None:
+        check_config_type(self, config)
+        self.heads = config.heads  # read by make_conv, during the base class's __init__
+        super().__init__(config)
 
     def make_conv(self, in_dim: int, out_dim: int) -> nn.Module:
         return GATConv(in_dim, out_dim // self.heads, heads=self.heads, edge_dim=1)

@@ -2,11 +2,60 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
+from .config import check_config_type, check_divisible, check_dropout, check_flag, check_integer, check_positive
 from .diff_attention import SparseDiffAttention, TopkPlan
 from .embedding import NeighbourEmbedding
+
+
+@dataclass(frozen=True)
+class SDTConfig:
+    """Architecture of an :class:`SDT` (every value checked when the config is made).
+
+    Attributes:
+        feat_dim: feature width F.
+        k: the most neighbours K (rank-embedding size); fewer at inference are fine.
+        d_model: token width; divisible by ``2 * num_heads`` (differential attention splits each head's Q and K
+            in two), by ``num_heads`` with ``differential=False``.
+        num_layers: blocks.
+        num_heads: differential heads (half a plain Transformer's). With ``differential=False`` these are plain
+            heads of width d_model / num_heads: double them for a like-for-like ablation.
+        dim_feedforward: MLP hidden width.
+        dropout: attention and residual dropout, in [0, 1).
+        differential: differential (True) or plain softmax attention (False).
+        use_topk_mask: sparse Top-k attention mask; False for dense attention.
+        mask_margin: added to k_pred before masking (keys kept per row = clamp(k_pred + margin, 1, K)).
+        window: look only at the first ``window`` neighbours (pairs beyond get no logit;
+            :func:`clustering.pipeline.predict_pairs` leaves them to the Jaccard weight). Attention and its Top-k
+            mask cost grow with the square of the sequence: a window of 32 of K = 80 makes the SDT ~5x cheaper.
+            None uses all K; else at least 1.
+    """
+
+    feat_dim: int
+    k: int = 80
+    d_model: int = 128
+    num_layers: int = 2
+    num_heads: int = 2
+    dim_feedforward: int = 256
+    dropout: float = 0.1
+    differential: bool = True
+    use_topk_mask: bool = True
+    mask_margin: int = 0
+    window: int | None = None
+
+    def __post_init__(self) -> None:
+        check_positive(self, "feat_dim", "k", "d_model", "num_layers", "num_heads", "dim_feedforward")
+        check_flag(self, "differential", "use_topk_mask")
+        split = 2 * self.num_heads if self.differential else self.num_heads  # SparseDiffAttention's head split
+        check_divisible(self, "d_model", split, "2 * num_heads" if self.differential else "num_heads")
+        check_dropout(self)
+        check_integer(self, "mask_margin")
+        if self.window is not None:
+            check_positive(self, "window")
 
 
 class SDTBlock(nn.Module):
@@ -66,21 +115,7 @@ class SDT(nn.Module):
     caller decides whether to use it.
 
     Args:
-        feat_dim (int): feature width F.
-        k (int, default 80): the most neighbours K (rank-embedding size); fewer at inference are fine.
-        d_model (int, default 128): token width.
-        num_layers (int, default 2): blocks.
-        num_heads (int, default 2): differential heads (half a plain Transformer's). With ``differential=False``
-            these are plain heads of width d_model / num_heads: double them for a like-for-like ablation.
-        dim_feedforward (int, default 256): MLP hidden width.
-        dropout (float, default 0.1): attention and residual dropout.
-        differential (bool, default True): differential (True) or plain softmax attention (False).
-        use_topk_mask (bool, default True): sparse Top-k attention mask; False for dense attention.
-        mask_margin (int, default 0): added to k_pred before masking (keys kept per row = k_pred + margin).
-        window (int | None, default None): look only at the first ``window`` neighbours (pairs beyond get no
-            logit; :func:`clustering.pipeline.predict_pairs` leaves them to the Jaccard weight). Attention and its
-            Top-k mask cost grow with the square of the sequence: a window of 32 of K = 80 makes the SDT ~5x
-            cheaper. None uses all K.
+        config (SDTConfig): the architecture (``model.config``; ``dataclasses.asdict`` gives its fields).
 
     Shapes:
         x (B, K, F) preprocessed features, self first; sims (B, K); k_pred (B,) long in 1..K -> logits (B, W),
@@ -89,36 +124,25 @@ class SDT(nn.Module):
 
     max_offset: int = 8
 
-    def __init__(
-        self,
-        feat_dim: int,
-        k: int = 80,
-        d_model: int = 128,
-        num_layers: int = 2,
-        num_heads: int = 2,
-        dim_feedforward: int = 256,
-        dropout: float = 0.1,
-        differential: bool = True,
-        use_topk_mask: bool = True,
-        mask_margin: int = 0,
-        window: int | None = None,
-    ) -> None:
+    config_class = SDTConfig
+
+    def __init__(self, config: SDTConfig) -> None:
         super().__init__()
-        self.config = dict(feat_dim=feat_dim, k=k, d_model=d_model, num_layers=num_layers, num_heads=num_heads,
-                           dim_feedforward=dim_feedforward, dropout=dropout, differential=differential,
-                           use_topk_mask=use_topk_mask, mask_margin=mask_margin,
-                           window=window)  # rebuilds the module
-        self.k = k
-        self.differential = differential
-        self.use_topk_mask = use_topk_mask
-        self.mask_margin = mask_margin
-        self.window = window
-        self.embed = NeighbourEmbedding(feat_dim, d_model, k)
+        check_config_type(self, config)
+        self.config = config  # rebuilds the module: SDT(config)
+        self.k = config.k
+        self.differential = config.differential
+        self.use_topk_mask = config.use_topk_mask
+        self.mask_margin = config.mask_margin
+        self.window = config.window
+        d_model = config.d_model
+        self.embed = NeighbourEmbedding(config.feat_dim, d_model, config.k)
         self.inside_emb = nn.Embedding(2, d_model)  # rank j < k_pred
         self.offset_emb = nn.Embedding(2 * self.max_offset + 1, d_model)  # clip(j - k_pred, -8, 8) + 8
-        self.drop = nn.Dropout(dropout)
+        self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(
-            SDTBlock(d_model, num_heads, l, dim_feedforward, dropout, differential) for l in range(num_layers)
+            SDTBlock(d_model, config.num_heads, l, config.dim_feedforward, config.dropout, config.differential)
+            for l in range(config.num_layers)
         )
         self.ln_f = nn.LayerNorm(d_model)
         self.head = nn.Linear(2 * d_model, 1)

@@ -2,10 +2,48 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal, get_args
+
 import torch
 from torch import Tensor, nn
 
+from .config import check_choice, check_config_type, check_divisible, check_dropout, check_positive
 from .embedding import NeighbourEmbedding
+
+Head = Literal["classification", "regression"]
+HEADS: tuple[str, ...] = get_args(Head)
+
+
+@dataclass(frozen=True)
+class TopKConfig:
+    """Architecture of a :class:`TopKPredictor` (every value checked when the config is made).
+
+    Attributes:
+        feat_dim: feature width F.
+        k: the most neighbours K the model sees (rank-embedding size, the trained K).
+        d_model: token width (divisible by ``num_heads``).
+        num_layers: encoder layers.
+        num_heads: attention heads.
+        dim_feedforward: MLP hidden width.
+        dropout: dropout in the encoder layers, in [0, 1).
+        head: ``"classification"`` or ``"regression"``.
+    """
+
+    feat_dim: int
+    k: int = 80
+    d_model: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    dim_feedforward: int = 256
+    dropout: float = 0.1
+    head: Head = "classification"
+
+    def __post_init__(self) -> None:
+        check_positive(self, "feat_dim", "k", "d_model", "num_layers", "num_heads", "dim_feedforward")
+        check_divisible(self, "d_model", self.num_heads, "num_heads")
+        check_dropout(self)
+        check_choice(self, "head", HEADS)
 
 
 class TopKPredictor(nn.Module):
@@ -24,52 +62,35 @@ class TopKPredictor(nn.Module):
     K of the input.
 
     Args:
-        feat_dim (int): feature width F.
-        k (int, default 80): the most neighbours K the model sees (rank-embedding size, the trained K).
-        d_model (int, default 128): token width.
-        num_layers (int, default 2): encoder layers.
-        num_heads (int, default 4): attention heads.
-        dim_feedforward (int, default 256): MLP hidden width.
-        dropout (float, default 0.1): dropout in the encoder layers.
-        head (str, default "classification"): "classification" or "regression".
+        config (TopKConfig): the architecture (``model.config``; ``dataclasses.asdict`` gives its fields).
 
     Shapes:
         x (B, K, F) preprocessed (centred, L2-normalised) features sorted by similarity, self first;
         sims (B, K) cosine similarities to the centre -> (B, K) logits or (B,) in [0, 1].
     """
 
-    def __init__(
-        self,
-        feat_dim: int,
-        k: int = 80,
-        d_model: int = 128,
-        num_layers: int = 2,
-        num_heads: int = 4,
-        dim_feedforward: int = 256,
-        dropout: float = 0.1,
-        head: str = "classification",
-    ) -> None:
+    config_class = TopKConfig
+
+    def __init__(self, config: TopKConfig) -> None:
         super().__init__()
-        if head not in ("classification", "regression"):
-            raise ValueError(f"head must be 'classification' or 'regression', got {head!r}")
-        self.config = dict(feat_dim=feat_dim, k=k, d_model=d_model, num_layers=num_layers, num_heads=num_heads,
-                           dim_feedforward=dim_feedforward, dropout=dropout, head=head)  # rebuilds the module
-        self.k = k
-        self.head = head
-        self.embed = NeighbourEmbedding(feat_dim, d_model, k)
+        check_config_type(self, config)
+        self.config = config  # rebuilds the module: TopKPredictor(config)
+        self.k = config.k
+        self.head = config.head
+        self.embed = NeighbourEmbedding(config.feat_dim, config.d_model, config.k)
         layer = nn.TransformerEncoderLayer(
-            d_model,
-            num_heads,
-            dim_feedforward=dim_feedforward,
-            dropout=dropout,
+            config.d_model,
+            config.num_heads,
+            dim_feedforward=config.dim_feedforward,
+            dropout=config.dropout,
             activation="gelu",
             batch_first=True,
             norm_first=True,
         )
         self.encoder = nn.TransformerEncoder(
-            layer, num_layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False
+            layer, config.num_layers, norm=nn.LayerNorm(config.d_model), enable_nested_tensor=False
         )
-        self.out = nn.Linear(d_model, 1)
+        self.out = nn.Linear(config.d_model, 1)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

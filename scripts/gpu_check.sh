@@ -27,7 +27,7 @@ import numpy as np, torch
 from clustering.pipeline import ClusteringPipeline, GraphConfig
 from clustering.preprocess import fit_mean
 from clustering.synthetic import make_synthetic
-from models import SDT, TopKPredictor
+from models import SDT, SDTConfig, TopKConfig, TopKPredictor
 work, n, model = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 t = time.perf_counter()
 x, y = make_synthetic(n_identities=n // 5 + 1, dim=256, seed=2)  # ~7.4 faces per identity: more than n
@@ -36,8 +36,8 @@ np.save(f"{work}/x.npy", x)
 np.save(f"{work}/y.npy", y)
 if not model:
     torch.manual_seed(0)
-    ClusteringPipeline(fit_mean(x[:100_000]), GraphConfig(k=80), TopKPredictor(feat_dim=256),
-                       SDT(feat_dim=256, window=32), device="cpu").save(f"{work}/model.pt")
+    ClusteringPipeline(fit_mean(x[:100_000]), GraphConfig(k=80), TopKPredictor(TopKConfig(feat_dim=256)),
+                       SDT(SDTConfig(feat_dim=256, window=32)), device="cpu").save(f"{work}/model.pt")
 print(f"{len(x)} synthetic faces ({len(np.unique(y))} identities) in {time.perf_counter() - t:.0f} s")
 PY
 MODEL_FILE=${MODEL:-$WORK/model.pt}

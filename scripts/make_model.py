@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="no Top-K stage: the pair stage alone, e.g. a GNN baseline (--sdt-config "
                          "configs/experiment/lfw_lgcn.yaml); its run folder is <workdir>/pair")
     ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
-                    help="more CLI overrides for the SDT stage (and the Top-K stage, when it runs)")
+                    help="more CLI overrides for the SDT stage (and the Top-K stage, when it runs); a network's "
+                         "fields are under its config, e.g. with --topk-from: "
+                         "--model.init_args.model.init_args.config.use_topk_mask=false")
     args = ap.parse_args(argv)
 
     work = Path(args.workdir or f"runs/{Path(args.out).stem}")

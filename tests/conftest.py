@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # ~340 faces of 60 identities (d = 16), K = 10: a few batches, val split (25% of identities) larger than K
 TINY_DATA = ["--data.synthetic.n_identities=60", "--data.synthetic.max_size=30", "--data.synthetic.dim=16",
              "--data.k=10", "--data.val_fraction=0.25", "--data.batch_size=64", "--data.num_workers=0"]
-TINY_NET = ["--model.model.d_model=16", "--model.model.num_layers=1", "--model.model.dim_feedforward=32",
-            "--model.model.num_heads=2"]
+TINY_NET = ["--model.model.config.d_model=16", "--model.model.config.num_layers=1",
+            "--model.model.config.dim_feedforward=32", "--model.model.config.num_heads=2"]
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from conftest import ROOT, TINY_DATA, subprocess_env, topk_args
 
+import models
 from train import cli_main
 
 pytestmark = pytest.mark.usefixtures("cli_env")
@@ -44,6 +45,30 @@ def test_shipped_configs_parse(experiment: Path, trainer: tuple[str, ...], capsy
         args = config["model"]["init_args"]
         assert args["topk_ckpt"] is None and args["schedule"] == "oracle"
         assert args["model"]["class_path"] in ("models.LGCN", "models.PivotGAT")
+
+
+@pytest.fixture(scope="module")
+def parser(tmp_path_factory: pytest.TempPathFactory):
+    """The CLI's parser (no subcommand), from a CLI built without running anything."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "argv", ["train.py"])
+        return cli_main([*TINY_DATA, *topk_args(), f"--trainer.default_root_dir={tmp_path_factory.mktemp('p')}"],
+                        run=False).parser
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS, ids=lambda p: p.stem)
+def test_shipped_configs_link_the_data_shapes_into_the_network_configs(parser, experiment: Path) -> None:
+    """``data.k`` and the data's feature width reach every network's dataclass config (``--print_config`` prints
+    before links apply, so it leaves them out; the parsed config has them), the YAML's fields are kept and the
+    config's checks accept the result."""
+    cfg = parser.parse_args([f"--config={ROOT}/configs/trainer/cpu.yaml", f"--config={experiment}"])
+    net = cfg.model.init_args.model
+    name = net.class_path.rsplit(".", 1)[-1]
+    values = net.init_args.config.as_dict()
+    given = yaml.safe_load(experiment.read_text())["model"]["init_args"]["model"]["init_args"]["config"]
+    assert {k: values[k] for k in given} == given
+    assert values["k"] == cfg.data.k == 80 and values["feat_dim"] == (256 if "lfw" not in experiment.stem else 128)
+    getattr(models, name).config_class(**values)
 
 
 def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
@@ -113,7 +138,7 @@ def test_sweep_samples_run_through_the_cli(tiny_fit, tmp_path: Path, monkeypatch
     cli_main(tiny_fit(*topk_args(), f"--checkpoint.dirpath={topk_dir}", steps=2))
     overrides = [*TINY_DATA, "--data.source=synthetic", f"--data.cache_dir={tmp_path / 'cache'}",
                  f"--model.init_args.topk_ckpt={topk_dir / 'best.ckpt'}",
-                 "--model.init_args.model.init_args.num_heads=2",
+                 "--model.init_args.model.init_args.config.num_heads=2",
                  "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2",
                  "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path}",
                  "--trainer.logger.init_args.offline=true", f"--trainer.logger.init_args.save_dir={tmp_path}",
@@ -124,8 +149,8 @@ def test_sweep_samples_run_through_the_cli(tiny_fit, tmp_path: Path, monkeypatch
     wandb.finish()
     sdt = cli.model.model
     assert cli.trainer.global_step == 2 and type(cli.model).__name__ == "SDTModule"
-    assert sdt.config["d_model"] == values["model.init_args.model.init_args.d_model"]
-    assert sdt.config["num_layers"] == values["model.init_args.model.init_args.num_layers"]
+    assert sdt.config.d_model == values["model.init_args.model.init_args.config.d_model"]
+    assert sdt.config.num_layers == values["model.init_args.model.init_args.config.num_layers"]
     assert cli.model.hparams.optimizer["init_args"]["lr"] == pytest.approx(
         values["model.init_args.optimizer.init_args.lr"])
     assert "val/pairwise_f" in cli.trainer.callback_metrics

@@ -27,7 +27,7 @@ from clustering.io import InputError
 from clustering.pipeline import MODEL_FORMAT, ClusteringPipeline, GraphConfig
 from clustering.preprocess import fit_mean
 from clustering.synthetic import make_synthetic
-from models import SDT, TopKPredictor
+from models import SDT, SDTConfig, TopKConfig, TopKPredictor
 
 ROOT = Path(__file__).resolve().parents[1]
 K, D = 10, 32
@@ -39,8 +39,8 @@ def make_model(path: Path, feats: np.ndarray, graph: GraphConfig | None = None, 
     torch.manual_seed(0)
     d = feats.shape[1]
     kw = dict(feat_dim=d, k=K, d_model=16, num_layers=1, num_heads=2, dim_feedforward=32)
-    ClusteringPipeline(fit_mean(feats), graph or GraphConfig(k=K), TopKPredictor(**kw) if nets else None,
-                       SDT(**kw) if nets else None).save(str(path))
+    ClusteringPipeline(fit_mean(feats), graph or GraphConfig(k=K), TopKPredictor(TopKConfig(**kw)) if nets else None,
+                       SDT(SDTConfig(**kw)) if nets else None).save(str(path))
     return path
 
 

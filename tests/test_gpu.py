@@ -129,12 +129,12 @@ def test_gpu_knn_matches_cpu() -> None:
 
 @pytest.mark.gpu
 def test_gpu_pipeline_matches_cpu(faces) -> None:
-    from models import SDT, TopKPredictor
+    from models import SDT, SDTConfig, TopKConfig, TopKPredictor
 
     x, _ = faces
     torch.manual_seed(0)
     kw = dict(feat_dim=D, k=10, d_model=16, num_layers=1, num_heads=2, dim_feedforward=32)
-    topk, sdt = TopKPredictor(**kw), SDT(**kw)
+    topk, sdt = TopKPredictor(TopKConfig(**kw)), SDT(SDTConfig(**kw))
     gpu = ClusteringPipeline(fit_mean(x), GraphConfig(k=10), topk, sdt, device="cuda")
     assert next(gpu.topk.parameters()).is_cuda
     on_gpu = gpu(x)

@@ -89,6 +89,18 @@ BAD_MODELS = {
                     "sdt network weights have NaN"),
     "swapped_networks": (lambda s: s.update(topk=s["sdt"]), "topk network is a 'SDT'"),
     "net_feat_dim": (lambda s: s["topk"]["config"].update(feat_dim=D + 1), "features of dimension"),
+    # a network's config is checked by building its dataclass: the slot and the field are named
+    "net_unknown_field": (lambda s: s["sdt"]["config"].update(heads=2),
+                          "sdt network config: unknown SDTConfig field(s) 'heads'"),
+    "net_missing_field": (lambda s: s["topk"]["config"].pop("feat_dim"),
+                          "topk network config: TopKConfig field(s) 'feat_dim' missing"),
+    "net_bad_value": (lambda s: s["sdt"]["config"].update(d_model=0),
+                      "sdt network config: SDTConfig.d_model must be a positive integer, got 0"),
+    "net_bad_head": (lambda s: s["topk"]["config"].update(head="ordinal"),
+                     "topk network config: TopKConfig.head must be one of 'classification', 'regression', got"),
+    "net_window": (lambda s: s["sdt"]["config"].update(window=0), "SDTConfig.window must be a positive integer"),
+    "net_k_text": (lambda s: s["sdt"]["config"].update(k="10"), "SDTConfig.k must be a positive integer, got '10'"),
+    "net_config_list": (lambda s: s["sdt"].update(config=[1]), "sdt network config and state_dict must be dicts"),
     "net_k": (lambda s: s["graph"].update(k=K + 5), "handles k = 10 neighbours, the graph asks for 15"),
     "extra_field": (lambda s: s.update(hook="x"), "unknown field(s) 'hook'"),
 }
@@ -354,7 +366,7 @@ def test_exact_duplicates_share_a_cluster_with_the_real_networks() -> None:
     """Identical faces always share a cluster, even when the Top-K predictor says k_i = 1 (which cuts the edge
     between two identical faces kept as separate nodes); also when they are added with --assign-to."""
     from clustering.incremental import assign_new_faces
-    from models import SDT, TopKPredictor
+    from models import SDT, SDTConfig, TopKConfig, TopKPredictor
 
     x, _ = make_synthetic(n_identities=40, dim=D, seed=3, max_size=30)
     rng = np.random.default_rng(0)
@@ -362,11 +374,11 @@ def test_exact_duplicates_share_a_cluster_with_the_real_networks() -> None:
     feats = np.concatenate([x, x[copies], x[copies[:10]]])           # 30 faces twice, 10 of them three times
     torch.manual_seed(0)
     kw = dict(feat_dim=D, k=K, d_model=16, num_layers=1, num_heads=2, dim_feedforward=32)
-    topk = TopKPredictor(**kw, head="regression")
+    topk = TopKPredictor(TopKConfig(**kw, head="regression"))
     with torch.no_grad():                                            # a predictor that always says k_i = 1
         topk.out.weight.zero_()
         topk.out.bias.fill_(-20.0)
-    pipe = ClusteringPipeline(fit_mean(x), GraphConfig(k=K), topk, SDT(**kw), device="cpu")
+    pipe = ClusteringPipeline(fit_mean(x), GraphConfig(k=K), topk, SDT(SDTConfig(**kw)), device="cpu")
     labels = pipe(feats)
     n = len(x)
     np.testing.assert_array_equal(labels[n:n + 30], labels[copies])

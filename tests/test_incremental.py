@@ -102,12 +102,12 @@ def test_with_networks_old_ids_never_change(split, prev_links: str) -> None:
     """With (untrained) Top-K and SDT networks and every old-link variant the contract holds."""
     import torch
 
-    from models import SDT, TopKPredictor
+    from models import SDT, SDTConfig, TopKConfig, TopKPredictor
 
     x, _, old, new, _ = split
     torch.manual_seed(0)
     kw = dict(feat_dim=32, k=K, d_model=16, num_layers=1, num_heads=2, dim_feedforward=32)
-    pipe = ClusteringPipeline(fit_mean(x), GraphConfig(k=K), TopKPredictor(**kw), SDT(**kw))
+    pipe = ClusteringPipeline(fit_mean(x), GraphConfig(k=K), TopKPredictor(TopKConfig(**kw)), SDT(SDTConfig(**kw)))
     prev = pipe(x[old])
     ids, info = assign_new_faces(pipe, x[old], prev, x[new], prev_links=prev_links)
     assert ids.shape == (len(new),)
@@ -126,12 +126,12 @@ def test_subgraph_weights_equal_a_full_run(split, graph: GraphConfig) -> None:
     from clustering.knn import knn_search
     from clustering.pipeline import edge_weights
     from clustering.preprocess import preprocess
-    from models import SDT, TopKPredictor
+    from models import SDT, SDTConfig, TopKConfig, TopKPredictor
 
     x, _, old, new, _ = split
     torch.manual_seed(0)
     kw = dict(feat_dim=32, k=K, d_model=16, num_layers=1, num_heads=2, dim_feedforward=32)
-    pipe = ClusteringPipeline(fit_mean(x), graph, TopKPredictor(**kw), SDT(**kw))
+    pipe = ClusteringPipeline(fit_mean(x), graph, TopKPredictor(TopKConfig(**kw)), SDT(SDTConfig(**kw)))
     z = preprocess(np.concatenate([x[old], x[new]]), pipe.mean)
     nbrs, sims = knn_search(z, K, **pipe.knn_options())
     k_all, q_all = pipe.predict(z, nbrs, sims)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from models import SDT, NeighbourEmbedding, SparseDiffAttention, TopKPredictor, topk_mask
+from models import (LGCN, SDT, LGCNConfig, NeighbourEmbedding, PivotGAT, PivotGATConfig, SDTConfig,
+                    SparseDiffAttention, TopKConfig, TopKPredictor, topk_mask)
+from models.config import config_from_dict
 from models.diff_attention import TopkPlan
 
 
@@ -158,7 +162,8 @@ def test_gradients_reach_lambda_vectors() -> None:
 def test_topk_predictor_shapes_and_smaller_k(head: str) -> None:
     torch.manual_seed(0)
     Fd, Kmax = 8, 12
-    model = TopKPredictor(Fd, k=Kmax, d_model=16, num_layers=1, num_heads=2, dim_feedforward=32, head=head).eval()
+    model = TopKPredictor(TopKConfig(Fd, k=Kmax, d_model=16, num_layers=1, num_heads=2, dim_feedforward=32,
+                                     head=head)).eval()
     for K in (Kmax, 5, 1):
         x, sims = _neighbours(3, K, Fd)
         y = model(x, sims)
@@ -179,10 +184,10 @@ def test_projected_inputs_give_the_same_outputs() -> None:
     Fd, K = 8, 12
     x, sims = _neighbours(4, K, Fd)
     k = torch.tensor([1, 4, 7, 12])
-    topk = TopKPredictor(Fd, k=K, d_model=16, num_layers=2, num_heads=2, dim_feedforward=32).eval()
+    topk = TopKPredictor(TopKConfig(Fd, k=K, d_model=16, num_layers=2, num_heads=2, dim_feedforward=32)).eval()
     torch.testing.assert_close(topk(x, sims, proj=topk.embed.project(x)), topk(x, sims))
     for window in (None, 6):
-        sdt = SDT(Fd, k=K, d_model=16, num_layers=2, num_heads=2, dim_feedforward=32, window=window).eval()
+        sdt = SDT(SDTConfig(Fd, k=K, d_model=16, num_layers=2, num_heads=2, dim_feedforward=32, window=window)).eval()
         torch.testing.assert_close(sdt(x, sims, k, proj=sdt.embed.project(x)), sdt(x, sims, k))
 
 
@@ -206,7 +211,7 @@ def test_neighbour_embedding_is_its_formula() -> None:
 def test_sdt_shapes_and_variants(kwargs: dict) -> None:
     torch.manual_seed(0)
     Fd, Kmax = 8, 12
-    model = SDT(Fd, k=Kmax, d_model=16, num_layers=2, dim_feedforward=32, **kwargs).eval()
+    model = SDT(SDTConfig(Fd, k=Kmax, d_model=16, num_layers=2, dim_feedforward=32, **kwargs)).eval()
     for K in (Kmax, 4):
         x, sims = _neighbours(3, K, Fd)
         out = model(x, sims, torch.tensor([1, 3, K]))
@@ -229,7 +234,7 @@ def test_sdt_overfits_toy_batch() -> None:
     x, sims = x.gather(1, order[..., None].expand_as(x)), sims.gather(1, order)
     labels = same.gather(1, order).float()
     k_pred = (n_same + torch.randint(-2, 3, (B,))).clamp(1, K)  # a noisy Top-K prediction
-    model = SDT(Fd, k=K, d_model=32, num_layers=2, num_heads=2, dim_feedforward=64, dropout=0.0)
+    model = SDT(SDTConfig(Fd, k=K, d_model=32, num_layers=2, num_heads=2, dim_feedforward=64, dropout=0.0))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(50):
@@ -261,8 +266,8 @@ def test_sdt_width_computes_the_same_first_logits(kwargs: dict) -> None:
 
 def test_sdt_window_scores_only_the_first_neighbours() -> None:
     torch.manual_seed(0)
-    full = SDT(feat_dim=8, k=10, d_model=16, num_layers=1, num_heads=2, dim_feedforward=32, dropout=0.0)
-    win = SDT(feat_dim=8, k=10, d_model=16, num_layers=1, num_heads=2, dim_feedforward=32, dropout=0.0, window=6)
+    cfg = SDTConfig(feat_dim=8, k=10, d_model=16, num_layers=1, num_heads=2, dim_feedforward=32, dropout=0.0)
+    full, win = SDT(cfg), SDT(dataclasses.replace(cfg, window=6))
     win.load_state_dict(full.state_dict())
     x = torch.nn.functional.normalize(torch.randn(3, 10, 8), dim=-1)
     sims = torch.sort(torch.rand(3, 10), dim=1, descending=True).values
@@ -356,7 +361,7 @@ def test_lambda_is_the_reparameterisation() -> None:
 
 
 def test_lambda_init_follows_the_depth_of_each_sdt_layer() -> None:
-    sdt = SDT(feat_dim=8, k=10, d_model=16, num_layers=5, num_heads=2, dim_feedforward=32)
+    sdt = SDT(SDTConfig(feat_dim=8, k=10, d_model=16, num_layers=5, num_heads=2, dim_feedforward=32))
     for layer, block in enumerate(sdt.blocks):
         assert block.attn.layer_idx == layer
         assert block.attn.lambda_init == pytest.approx(_lambda_init(layer), abs=1e-12)
@@ -401,7 +406,7 @@ def _reference_sdt(model: SDT, x: torch.Tensor, sims: torch.Tensor, k_pred: torc
 def test_sdt_is_its_formula(kwargs: dict) -> None:
     torch.manual_seed(0)
     Fd, K = 8, 12
-    model = SDT(Fd, k=K, d_model=24, num_layers=2, num_heads=2, dim_feedforward=32, **kwargs).double().eval()
+    model = SDT(SDTConfig(Fd, k=K, d_model=24, num_layers=2, num_heads=2, dim_feedforward=32, **kwargs)).double().eval()
     for layer, block in enumerate(model.blocks):
         _distinct_lambdas(block.attn, layer)
     x, sims = _neighbours(4, K, Fd)
@@ -488,12 +493,12 @@ _SDT_KWARGS = dict(feat_dim=8, k=12, d_model=24, num_layers=3, num_heads=3, dim_
 
 @pytest.mark.parametrize("cls, kwargs", [(TopKPredictor, _TOPK_KWARGS), (SDT, _SDT_KWARGS)])
 def test_networks_rebuild_from_their_config(cls: type, kwargs: dict) -> None:
-    """The model file stores ``config`` and rebuilds with ``cls(**config)``: it must be every argument as given, and
-    the rebuilt network must load the state dict and give the same outputs."""
+    """The model file stores ``asdict(config)`` and rebuilds with ``cls(cls.config_class(**config))``: it must be
+    every field as given, and the rebuilt network must load the state dict and give the same outputs."""
     torch.manual_seed(0)
-    model = cls(**kwargs).eval()
-    assert model.config == kwargs
-    twin = cls(**model.config).eval()
+    model = cls(cls.config_class(**kwargs)).eval()
+    assert type(model.config) is cls.config_class and dataclasses.asdict(model.config) == kwargs
+    twin = cls(cls.config_class(**dataclasses.asdict(model.config))).eval()
     twin.load_state_dict(model.state_dict())
     x, sims = _neighbours(3, 12, 8)
     args = (x, sims) if cls is TopKPredictor else (x, sims, torch.tensor([2, 5, 12]))
@@ -507,7 +512,7 @@ def test_networks_score_each_centre_on_its_own(cls: type) -> None:
     """A centre's outputs do not depend on the other centres of its batch (attention runs over its K neighbours,
     never across the batch)."""
     torch.manual_seed(0)
-    model = cls(8, k=10, d_model=16, num_layers=2, num_heads=2, dim_feedforward=32).eval()
+    model = cls(cls.config_class(8, k=10, d_model=16, num_layers=2, num_heads=2, dim_feedforward=32)).eval()
     x, sims = _neighbours(4, 10, 8)
     k = torch.tensor([1, 3, 6, 10])
     run = (lambda i: model(x[i], sims[i])) if cls is TopKPredictor else (lambda i: model(x[i], sims[i], k[i]))
@@ -517,11 +522,94 @@ def test_networks_score_each_centre_on_its_own(cls: type) -> None:
 
 
 def test_bad_arguments_say_what_is_wrong() -> None:
-    with pytest.raises(ValueError, match="head must be 'classification' or 'regression'"):
-        TopKPredictor(8, head="ordinal")
+    with pytest.raises(ValueError, match="TopKConfig.head must be one of 'classification', 'regression', got 'ord"):
+        TopKPredictor(TopKConfig(8, head="ordinal"))
     with pytest.raises(ValueError, match="must be divisible by 8"):
         SparseDiffAttention(12, 4)
     with pytest.raises(ValueError, match="must be divisible by 4"):
         SparseDiffAttention(10, 4, differential=False)
     with pytest.raises(ValueError, match="more than max_k=10"):
         NeighbourEmbedding(8, 16, max_k=10)(*_neighbours(1, 11, 8))
+
+
+# ---------------------------------------------------------------- the dataclass configs
+
+BAD_CONFIGS = [
+    (TopKConfig, {"feat_dim": 0}, "TopKConfig.feat_dim must be a positive integer, got 0"),
+    (TopKConfig, {"k": 2.5}, "TopKConfig.k must be a positive integer, got 2.5"),
+    (TopKConfig, {"num_layers": True}, "TopKConfig.num_layers must be a positive integer, got True"),
+    (TopKConfig, {"num_heads": 0}, "TopKConfig.num_heads must be a positive integer, got 0"),
+    (TopKConfig, {"d_model": 30, "num_heads": 4}, "TopKConfig.d_model=30 must be divisible by 4 (num_heads)"),
+    (TopKConfig, {"dim_feedforward": -1}, "TopKConfig.dim_feedforward must be a positive integer, got -1"),
+    (TopKConfig, {"dropout": 1.0}, "TopKConfig.dropout must be a number in [0, 1), got 1.0"),
+    (TopKConfig, {"dropout": -0.1}, "TopKConfig.dropout must be a number in [0, 1), got -0.1"),
+    (TopKConfig, {"dropout": float("nan")}, "TopKConfig.dropout must be a number in [0, 1), got nan"),
+    (SDTConfig, {"d_model": 20, "num_heads": 4}, "SDTConfig.d_model=20 must be divisible by 8 (2 * num_heads)"),
+    (SDTConfig, {"d_model": 6, "num_heads": 4, "differential": False},
+     "SDTConfig.d_model=6 must be divisible by 4 (num_heads)"),
+    (SDTConfig, {"differential": 1}, "SDTConfig.differential must be true or false, got 1"),
+    (SDTConfig, {"use_topk_mask": "no"}, "SDTConfig.use_topk_mask must be true or false, got 'no'"),
+    (SDTConfig, {"mask_margin": 1.5}, "SDTConfig.mask_margin must be an integer, got 1.5"),
+    (SDTConfig, {"window": 0}, "SDTConfig.window must be a positive integer, got 0"),
+    (SDTConfig, {"num_layers": 0}, "SDTConfig.num_layers must be a positive integer, got 0"),
+    (LGCNConfig, {"hidden": 0}, "LGCNConfig.hidden must be a positive integer, got 0"),
+    (LGCNConfig, {"pivot_u": 0}, "LGCNConfig.pivot_u must be a positive integer, got 0"),
+    (LGCNConfig, {"pivot_sims": 1}, "LGCNConfig.pivot_sims must be true or false, got 1"),
+    (LGCNConfig, {"dropout": 1.5}, "LGCNConfig.dropout must be a number in [0, 1), got 1.5"),
+    (PivotGATConfig, {"heads": 0}, "PivotGATConfig.heads must be a positive integer, got 0"),
+    (PivotGATConfig, {"hidden": 64, "heads": 6}, "PivotGATConfig.hidden=64 must be divisible by 6 (heads)"),
+    (PivotGATConfig, {"num_layers": 0}, "PivotGATConfig.num_layers must be a positive integer, got 0"),  # LGCN's
+]
+
+
+@pytest.mark.parametrize("config_class, values, message", BAD_CONFIGS,
+                         ids=[f"{c.__name__}-{'-'.join(v)}" for c, v, _ in BAD_CONFIGS])
+def test_configs_refuse_bad_values_naming_the_field(config_class: type, values: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        config_class(**{"feat_dim": 8, **values})
+
+
+def test_configs_defaults_and_edges() -> None:
+    """Today's defaults; the edges of each range are accepted; a config cannot change under its network."""
+    assert dataclasses.asdict(TopKConfig(8)) == dict(feat_dim=8, k=80, d_model=128, num_layers=2, num_heads=4,
+                                                     dim_feedforward=256, dropout=0.1, head="classification")
+    assert dataclasses.asdict(SDTConfig(8)) == dict(feat_dim=8, k=80, d_model=128, num_layers=2, num_heads=2,
+                                                    dim_feedforward=256, dropout=0.1, differential=True,
+                                                    use_topk_mask=True, mask_margin=0, window=None)
+    assert dataclasses.asdict(LGCNConfig(8)) == dict(feat_dim=8, k=80, hidden=64, num_layers=4, pivot_u=10,
+                                                     dropout=0.0, pivot_sims=False)
+    # PivotGAT's: LGCN's fields in the same order, two layers by default, and its heads
+    assert dataclasses.asdict(PivotGATConfig(8)) == {**dataclasses.asdict(LGCNConfig(8)), "num_layers": 2, "heads": 4}
+    assert list(dataclasses.asdict(PivotGATConfig(8)))[-1] == "heads"
+    SDTConfig(8, d_model=12, num_heads=3, differential=False, dropout=0, mask_margin=-1, window=1)
+    TopKConfig(1, k=1, d_model=1, num_layers=1, num_heads=1, dim_feedforward=1, dropout=0.999, head="regression")
+    PivotGATConfig(8, hidden=6, heads=3)
+    cfg = SDTConfig(8)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.window = 4  # dataclasses.replace(cfg, window=4) makes a new one
+
+
+@pytest.mark.parametrize("cls, config", [
+    (TopKPredictor, {"feat_dim": 8}), (SDT, TopKConfig(8)), (LGCN, PivotGATConfig(8)), (PivotGAT, LGCNConfig(8)),
+])
+def test_networks_take_exactly_their_config(cls: type, config) -> None:
+    """A network is built from its own dataclass, not a dict or another network's (an LGCN given a PivotGATConfig
+    would record a ``heads`` it does not have)."""
+    with pytest.raises(TypeError, match=f"^{cls.__name__} takes one {cls.config_class.__name__} "):
+        cls(config)
+    with pytest.raises(TypeError):
+        cls(feat_dim=8)  # the keyword-argument form is gone
+
+
+def test_config_from_dict_checks_the_fields() -> None:
+    """What a model file or an old checkpoint holds: unknown and missing fields are named; fields with defaults may
+    be absent (a file written before the field existed)."""
+    assert config_from_dict(SDTConfig, {"feat_dim": 8, "k": 10}) == SDTConfig(8, k=10)
+    with pytest.raises(ValueError, match=r"^unknown SDTConfig field\(s\) 'heads', 'zz'$"):
+        config_from_dict(SDTConfig, {"feat_dim": 8, "zz": 1, "heads": 2})
+    with pytest.raises(ValueError, match=r"^LGCNConfig field\(s\) 'feat_dim' missing$"):
+        config_from_dict(LGCNConfig, {"k": 10})
+    with pytest.raises(ValueError, match="^TopKConfig must be a dict of fields, got list$"):
+        config_from_dict(TopKConfig, [8])
+    with pytest.raises(ValueError, match=r"^TopKConfig.k must be a positive integer, got '80'$"):
+        config_from_dict(TopKConfig, {"feat_dim": 8, "k": "80"})

@@ -29,7 +29,7 @@ from clustering.pipeline import (
 )
 from clustering.preprocess import fit_mean, preprocess
 from clustering.synthetic import make_synthetic
-from models import SDT, TopKPredictor
+from models import SDT, SDTConfig, TopKConfig, TopKPredictor
 
 K = 20
 LFW = Path("/work/shared/data/lfw-dlib")
@@ -137,8 +137,8 @@ def test_graph_config_to_dict_round_trip() -> None:
 
 def _tiny_models(feat_dim: int, k: int, seed: int = 0) -> tuple[TopKPredictor, SDT]:
     torch.manual_seed(seed)
-    topk = TopKPredictor(feat_dim, k=k, d_model=16, num_layers=1, num_heads=2, dim_feedforward=32)
-    sdt = SDT(feat_dim, k=k, d_model=16, num_layers=1, num_heads=2, dim_feedforward=32)
+    topk = TopKPredictor(TopKConfig(feat_dim, k=k, d_model=16, num_layers=1, num_heads=2, dim_feedforward=32))
+    sdt = SDT(SDTConfig(feat_dim, k=k, d_model=16, num_layers=1, num_heads=2, dim_feedforward=32))
     return topk, sdt
 
 
@@ -270,6 +270,52 @@ def test_load_mismatched_network(small, tmp_path: Path) -> None:
 
 def test_load_mismatched_network_message_is_one_line(small, tmp_path: Path) -> None:
     _load_error(_mismatched_file(small, tmp_path), "does not match")
+
+
+# a model file as the code before the dataclass configs wrote it (MODEL_VERSION 1): each network's config the flat
+# dict of its keyword arguments (``dict(net.config)``), written out here field by field, not taken from the dataclass
+_V1_TOPK = dict(feat_dim=32, k=10, d_model=16, num_layers=1, num_heads=2, dim_feedforward=32, dropout=0.1,
+                head="classification")
+_V1_SDT = dict(feat_dim=32, k=10, d_model=16, num_layers=1, num_heads=2, dim_feedforward=32, dropout=0.1,
+               differential=True, use_topk_mask=True, mask_margin=0, window=None)
+
+
+def _v1_state(x: np.ndarray) -> tuple[dict, ClusteringPipeline]:
+    """A version-1 model state (the networks' weights are the same modules' either way), and the pipeline built
+    directly from the same networks in Python."""
+    topk, sdt = _tiny_models(x.shape[1], 10)
+    graph, mean = GraphConfig(k=10, threshold=0.05), fit_mean(x)
+    state = {"format": MODEL_FORMAT, "version": 1, "mean": torch.from_numpy(mean.copy()), "graph": graph.to_dict(),
+             "knn": {"method": "flat"},
+             "topk": {"class": "TopKPredictor", "config": dict(_V1_TOPK), "state_dict": topk.state_dict()},
+             "sdt": {"class": "SDT", "config": dict(_V1_SDT), "state_dict": sdt.state_dict()},
+             "meta": {"note": "version 1"}}
+    return state, ClusteringPipeline(mean, graph, topk, sdt, knn={"method": "flat"}, device="cpu")
+
+
+def test_version_1_model_file_loads_and_clusters_identically(small, tmp_path: Path) -> None:
+    """A file written before the networks took dataclass configs loads and gives the same clustering: the stored
+    network dict is unchanged (``{class, config, state_dict}``, config the flat field dict), so this code writes
+    the same file (version 1). A file from before a field existed (the SDT's ``window``) takes its default."""
+    x, _ = small
+    state, direct = _v1_state(x)
+    labels = direct(x)
+    assert MODEL_VERSION == 1
+    path = tmp_path / "v1.pt"
+    torch.save(state, path)
+    loaded = ClusteringPipeline.load(str(path), device="cpu")
+    assert loaded.topk.config == TopKConfig(**_V1_TOPK) and loaded.sdt.config == SDTConfig(**_V1_SDT)
+    np.testing.assert_array_equal(loaded(x), labels)
+    again = loaded.state()  # and written back in the same shape
+    assert again.keys() == state.keys() and again["version"] == 1
+    for slot, kwargs in (("topk", _V1_TOPK), ("sdt", _V1_SDT)):
+        assert again[slot].keys() == state[slot].keys() and again[slot]["config"] == kwargs
+        assert list(again[slot]["config"]) == list(kwargs)  # field order too
+    del state["sdt"]["config"]["window"]
+    torch.save(state, path)
+    older = ClusteringPipeline.load(str(path), device="cpu")
+    assert older.sdt.config.window is None
+    np.testing.assert_array_equal(older(x), labels)
 
 
 # ---------------------------------------------------------------- Timer

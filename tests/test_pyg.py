@@ -1,6 +1,7 @@
 """The kNN graph and its subgraphs in PyTorch Geometric's terms, and the GNN pair classifiers built on them."""
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from clustering.synthetic import SyntheticConfig, make_synthetic
 from datamodules import FaceGraphDataModule
 from datamodules.face_graph import as_pyg_batch
 from lightning_modules import SDTModule
-from models import LGCN, PivotGAT
+from models import LGCN, LGCNConfig, PivotGAT
 from train import cli_main
 
 GNNS = [LGCN, PivotGAT]
@@ -103,7 +104,7 @@ def test_datamodule_gives_pyg_graphs_and_batches() -> None:
 def test_gnn_shapes_and_permutation_equivariance(cls, graph, pivot_sims: bool) -> None:
     x, nbrs, sims = graph
     torch.manual_seed(0)
-    model = cls(8, k=10, hidden=16, num_layers=2, pivot_u=3, pivot_sims=pivot_sims).eval()
+    model = cls(cls.config_class(8, k=10, hidden=16, num_layers=2, pivot_u=3, pivot_sims=pivot_sims)).eval()
     nb, idx = torch.from_numpy(nbrs), torch.tensor([0, 1, 2, 3, 4])
     feats, s, adj = torch.from_numpy(x)[nb[idx]], torch.from_numpy(sims)[idx], pivot_adjacency(nb, idx, 3)
     out = model(feats, s, None, adj=adj)
@@ -116,17 +117,18 @@ def test_gnn_shapes_and_permutation_equivariance(cls, graph, pivot_sims: bool) -
     assert model(feats[:, :6], s[:, :6], None, adj=adj[:, :6, :6]).shape == (5, 6)
     with pytest.raises(ValueError, match="needs the pivot-subgraph links"):
         model(feats, s, None)
-    rebuilt = cls(**model.config)
+    rebuilt = cls(cls.config_class(**asdict(model.config)))  # as the model file rebuilds it
     assert sum(p.numel() for p in rebuilt.parameters()) == sum(p.numel() for p in model.parameters())
 
 
 @pytest.mark.usefixtures("cli_env")
 @pytest.mark.parametrize("cls", GNNS)
 def test_gnn_trains_through_the_cli_and_exports(tiny_fit, tmp_path: Path, cls) -> None:
-    cli = cli_main(tiny_fit("--model=SDTModule", f"--model.model={cls.__name__}", "--model.model.hidden=16",
-                            "--model.model.num_layers=2", "--model.model.pivot_u=3", "--model.schedule=oracle"))
+    cli = cli_main(tiny_fit("--model=SDTModule", f"--model.model={cls.__name__}", "--model.model.config.hidden=16",
+                            "--model.model.config.num_layers=2", "--model.model.config.pivot_u=3",
+                            "--model.schedule=oracle"))
     module, trainer = cli.model, cli.trainer
-    assert isinstance(module.model, cls) and module.model.config["feat_dim"] == 16 and module.model.k == 10
+    assert isinstance(module.model, cls) and module.model.config.feat_dim == 16 and module.model.k == 10
     assert cli.datamodule.pivot_u == 3 and trainer.global_step == 3  # the batches carried the model's links
     assert {"train/pair_loss", "val/pair_recall", "val/pairwise_f", "val/score"} <= set(trainer.callback_metrics)
     # export with --tune on the validation identities, then the model file loads into a pipeline
@@ -148,7 +150,8 @@ def test_gnn_trains_through_the_cli_and_exports(tiny_fit, tmp_path: Path, cls) -
 def test_pipeline_graph_data(graph) -> None:
     torch.manual_seed(0)
     x, _, _ = graph
-    pipe = ClusteringPipeline(None, GraphConfig(k=10, jaccard="none"), sdt=LGCN(8, k=10, hidden=8, pivot_u=3),
+    pipe = ClusteringPipeline(None, GraphConfig(k=10, jaccard="none"),
+                              sdt=LGCN(LGCNConfig(8, k=10, hidden=8, pivot_u=3)),
                               device="cpu")
     data = pipe.graph_data(x)
     nbrs, sims = knn_arrays(data)

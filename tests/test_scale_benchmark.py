@@ -21,7 +21,7 @@ from clustering.metrics import evaluate  # noqa: E402
 from clustering.pipeline import ClusteringPipeline, GraphConfig  # noqa: E402
 from clustering.preprocess import fit_mean, preprocess  # noqa: E402
 from clustering.synthetic import make_synthetic  # noqa: E402
-from models import SDT, TopKPredictor  # noqa: E402
+from models import SDT, SDTConfig, TopKConfig, TopKPredictor  # noqa: E402
 
 
 def test_largest_clusters_counts_faces_identities_and_purity() -> None:
@@ -68,9 +68,9 @@ def test_scale_ladder_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     feats = np.load("data/train_features.npy")
     assert feats.shape[1] == 256 and len(np.load("data/train_labels.npy")) == len(feats)
     torch.manual_seed(0)
+    tiny = dict(feat_dim=256, k=80, d_model=8, num_layers=1, num_heads=1, dim_feedforward=8)
     pipe = ClusteringPipeline(fit_mean(feats), GraphConfig(k=80, threshold=0.05),
-                              TopKPredictor(256, 80, d_model=8, num_layers=1, num_heads=1, dim_feedforward=8),
-                              SDT(256, 80, d_model=8, num_layers=1, num_heads=1, dim_feedforward=8),
+                              TopKPredictor(TopKConfig(**tiny)), SDT(SDTConfig(**tiny)),
                               knn={"method": "flat"}, device="cpu")
     pipe.save("model.pt")
     scale_main(["--train-identities", "40", "--sizes", "1", "2", "--json", "out.json", "--model", "m=model.pt",
