@@ -252,7 +252,7 @@ def test_sdt_width_computes_the_same_first_logits(kwargs: dict) -> None:
     (every token still attends in the earlier blocks and as a key in the last)."""
     torch.manual_seed(0)
     Fd, K = 8, 12
-    model = SDT(Fd, k=K, d_model=16, num_layers=3, dim_feedforward=32, **kwargs).eval()
+    model = SDT(SDTConfig(Fd, k=K, d_model=16, num_layers=3, dim_feedforward=32, **kwargs)).eval()
     x, sims = _neighbours(5, K, Fd)
     k = torch.tensor([1, 3, 5, 8, 12])
     with torch.no_grad():

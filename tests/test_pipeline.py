@@ -441,8 +441,9 @@ def test_predict_pairs_rows_and_widths_score_what_they_say(easy) -> None:
     rng = np.random.default_rng(0)
     rows = np.sort(rng.choice(len(z), 200, replace=False))
     widths = rng.integers(1, K + 1, len(rows))
-    for dense in (False, True):
-        sdt.use_topk_mask = not dense
+    dense = SDT(replace(sdt.config, use_topk_mask=False))
+    dense.load_state_dict(sdt.state_dict())
+    for sdt in (sdt, dense):
         full = predict_pairs(sdt, z, nbrs, sims, k)
         part = predict_pairs(sdt, z, nbrs, sims, k, rows=rows, widths=widths, batch_size=32)
         scored = np.zeros(nbrs.shape, dtype=bool)
