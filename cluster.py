@@ -212,7 +212,7 @@ def run(args: argparse.Namespace) -> dict:
         t_load = time.perf_counter()
         inputs = _read_inputs(args)
         pipe = _load_model(args, inputs.feats)
-        from clustering.pipeline import Timer  # torch: imported after the numpy-only reads
+        from clustering.timer import Timer
 
         timer = Timer()
         timer.seconds["load"] = time.perf_counter() - t_load

@@ -53,7 +53,9 @@ def main() -> int:
 
     from clustering.knn import knn_search
     from clustering.metrics import evaluate
-    from clustering.pipeline import ClusteringPipeline, GraphConfig, refine_and_cluster
+    from clustering.graph_config import GraphConfig
+    from clustering.pipeline import ClusteringPipeline
+    from clustering.refine import refine_and_cluster
     from clustering.preprocess import preprocess
 
     pipe = ClusteringPipeline.load(str(model), device="cpu")

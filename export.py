@@ -4,7 +4,7 @@
 
 The file holds both networks' weights and hyper-parameters (an :class:`SDTModule` checkpoint carries its Top-K
 predictor; a :class:`TopKModule` checkpoint gives the Top-K predictor alone), the preprocessing mean fitted on
-the training identities and the graph settings (:class:`~clustering.pipeline.GraphConfig`: K, the edge transform,
+the training identities and the graph settings (:class:`~clustering.graph_config.GraphConfig`: K, the edge transform,
 the Jaccard variant, the combine rule, the pruning threshold, early stopping and edge recall, the Infomap seed and
 trials; one option per field, K excepted: it is the checkpoint's): everything inference needs, and nothing of
 Lightning.
@@ -27,8 +27,9 @@ import numpy as np
 import torch
 
 from clustering.metrics import evaluate, selection_score
-from clustering.pipeline import (ClusteringPipeline, GraphConfig, add_graph_arguments, graph_from_args,
-                                 refine_and_cluster)
+from clustering.graph_config import GraphConfig, add_graph_arguments, graph_from_args
+from clustering.pipeline import ClusteringPipeline
+from clustering.refine import refine_and_cluster
 
 # the --tune grid (a subset of GraphConfig's allowed values)
 TUNE_JACCARDS = ("topk", "none")
@@ -92,7 +93,7 @@ def tune(pipe: ClusteringPipeline, x, nbrs, sims, labels, base: GraphConfig, *, 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line: the file options, then one option per :class:`GraphConfig` field but ``k`` (the
-    checkpoint's datamodule K), built from the dataclass (:func:`~clustering.pipeline.add_graph_arguments`)."""
+    checkpoint's datamodule K), built from the dataclass (:func:`~clustering.graph_config.add_graph_arguments`)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", required=True, help="SDTModule or TopKModule checkpoint")
     ap.add_argument("--out", required=True, help="model file to write")

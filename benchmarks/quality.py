@@ -22,7 +22,10 @@ from common import largest_clusters, load_dataset
 from clustering.edges import oracle_k
 from clustering.knn import knn_search
 from clustering.metrics import evaluate, selection_score
-from clustering.pipeline import ClusteringPipeline, GraphConfig, Timer, parse_graph_value, refine_and_cluster
+from clustering.graph_config import GraphConfig, parse_graph_value
+from clustering.pipeline import ClusteringPipeline
+from clustering.refine import refine_and_cluster
+from clustering.timer import Timer
 from clustering.preprocess import fit_mean, preprocess
 
 K = 80
@@ -97,7 +100,7 @@ def run_hdbscan(dataset: str, graphs: dict) -> list[dict]:
 
 def parse_overrides(spec: str) -> dict:
     """``"field=value,..."`` -> GraphConfig overrides, each value cast to its field's type
-    (:func:`~clustering.pipeline.parse_graph_value`: a text field keeps its text, ``jaccard=none`` is the Jaccard
+    (:func:`~clustering.graph_config.parse_graph_value`: a text field keeps its text, ``jaccard=none`` is the Jaccard
     variant "none"; ``none`` is None elsewhere, ``edge_recall=none``), checked against the allowed values."""
     out = {}
     for item in filter(None, spec.split(",")):

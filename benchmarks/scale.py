@@ -34,7 +34,9 @@ from quality import GRID, parse_overrides, record, run_baselines, run_hdbscan
 from clustering.edges import oracle_k
 from clustering.knn import knn_search
 from clustering.metrics import evaluate
-from clustering.pipeline import ClusteringPipeline, Timer, refine_and_cluster
+from clustering.pipeline import ClusteringPipeline
+from clustering.refine import refine_and_cluster
+from clustering.timer import Timer
 from clustering.preprocess import fit_mean, preprocess
 from clustering.synthetic import make_synthetic
 

@@ -96,7 +96,7 @@ def run_one(n: int, knn_method: str, model: str | None, k: int, seed: int, all_c
         nbrs, sims = knn_search(x, k, method=knn_method, progress=n > 200_000)
     extra = {}
     if pipe is not None:  # what ClusteringPipeline.run_graph does, stage by stage
-        from clustering.pipeline import pairs_to_score, refine_and_cluster
+        from clustering.refine import pairs_to_score, refine_and_cluster
 
         rule = None if all_centres else pipe.graph
         kv, q, p = pipe.scores(x, nbrs, sims, meter, progress=n > 200_000, rule=rule)

@@ -11,7 +11,9 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 
 from clustering.metrics import evaluate, selection_score
-from clustering.pipeline import GraphConfig, Timer, refine_and_cluster
+from clustering.graph_config import GraphConfig
+from clustering.refine import refine_and_cluster
+from clustering.timer import Timer
 
 __all__ = ["ClusteringEvaluation"]
 
@@ -33,7 +35,7 @@ class ClusteringEvaluation(Callback):
     Args:
         every_n_epochs: run at the end of every n-th validation epoch (a ModelCheckpoint monitoring these metrics
             needs the same ``every_n_epochs``).
-        graph: the graph settings (:class:`~clustering.pipeline.GraphConfig`). Its ``k``
+        graph: the graph settings (:class:`~clustering.graph_config.GraphConfig`). Its ``k``
             is the datamodule's (``train.py`` links ``data.k`` to ``evaluation.graph.k``, and the validation graph has
             that many neighbours whatever the value). In a config: ``evaluation: {graph: {threshold: 0.5}}`` or
             ``--evaluation.graph.threshold=0.5``.

@@ -17,7 +17,7 @@ faces or edges):
    faces further away (U) are not queried.
 3. **Networks** (Top-K predictor, SDT) on the subgraphs of Q and T only (``x`` holds all faces, the lists hold the
    queried rows; :func:`clustering.subgraphs.gather_subgraphs` gathers ``x[nbrs]``).
-4. **Edge weights** with the model's own refinement (:func:`clustering.pipeline.edge_weights`: Top-K Jaccard,
+4. **Edge weights** with the model's own refinement (:func:`clustering.refine.edge_weights`: Top-K Jaccard,
    SDT combination, early stopping) on the rows of Q and T (:func:`subgraph_weights`). The Jaccard of a pair
    (i, j) needs only the lists of i and j, so every Q-Q, Q-T and T-T weight is the one a full run computes
    (tested); U faces appear in lists as plain ids (each given a placeholder list of itself) and edges to them are
@@ -47,7 +47,9 @@ from .edges import early_stop_mask
 from .io import check_id_room
 from .knn import knn_index, knn_query
 from .mapequation import infomap_cluster, knn_edges
-from .pipeline import ClusteringPipeline, Timer, edge_weights
+from .pipeline import ClusteringPipeline
+from .refine import edge_weights
+from .timer import Timer
 from .preprocess import preprocess, unique_rows
 
 __all__ = ["assign_new_faces", "map_modules", "subgraph_weights"]

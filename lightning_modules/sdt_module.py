@@ -12,7 +12,8 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryPrecision, BinaryRecall
 
-from clustering.pipeline import ClusteringPipeline, GraphConfig
+from clustering.graph_config import GraphConfig
+from clustering.pipeline import ClusteringPipeline
 from models import PairClassifier, TopKPredictor
 
 from .common import BaseModule, k_from_output, network_spec, topk_loss

@@ -7,7 +7,8 @@ import numpy as np
 import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 
-from clustering.pipeline import ClusteringPipeline, GraphConfig
+from clustering.graph_config import GraphConfig
+from clustering.pipeline import ClusteringPipeline
 from models import TopKConfig, TopKPredictor
 from models.config import config_from_dict
 

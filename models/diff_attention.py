@@ -70,7 +70,7 @@ def topk_mask(scores: Tensor, k: Tensor | TopkPlan | None) -> Tensor:
     For every row ``scores[b, ..., i, :]`` (length T) the mask is True at exactly ``min(max(k_b, 1), T)`` entries:
     those with the largest scores. Ties are broken deterministically by key index (lower index kept first); NaN
     scores rank last. The k-th largest score of each row comes from a partial ``topk`` (see :func:`_kth_scores`;
-    callers batch rows of equal or similar k, as :func:`clustering.pipeline.predict_pairs` does, to make it cheap).
+    callers batch rows of equal or similar k, as :func:`clustering.inference.predict_pairs` does, to make it cheap).
     Ties at the k-th score are resolved only when a row has one (a cumulative count over the row).
 
     Args:

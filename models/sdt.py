@@ -30,7 +30,7 @@ class SDTConfig:
         use_topk_mask: sparse Top-k attention mask; False for dense attention.
         mask_margin: added to k_pred before masking (keys kept per row = clamp(k_pred + margin, 1, K)).
         window: look only at the first ``window`` neighbours (pairs beyond get no logit;
-            :func:`clustering.pipeline.predict_pairs` leaves them to the Jaccard weight). Attention and its Top-k
+            :func:`clustering.inference.predict_pairs` leaves them to the Jaccard weight). Attention and its Top-k
             mask cost grow with the square of the sequence: a window of 32 of K = 80 makes the SDT ~5x cheaper.
             None uses all K; else at least 1.
     """

@@ -24,7 +24,8 @@ fi
 "$PYTHON" - "$WORK" "$N" "${MODEL:-}" <<'PY'
 import sys, time
 import numpy as np, torch
-from clustering.pipeline import ClusteringPipeline, GraphConfig
+from clustering.graph_config import GraphConfig
+from clustering.pipeline import ClusteringPipeline
 from clustering.preprocess import fit_mean
 from clustering.synthetic import make_synthetic
 from models import SDT, SDTConfig, TopKConfig, TopKPredictor

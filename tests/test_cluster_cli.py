@@ -24,7 +24,9 @@ import pytest
 import torch
 
 from clustering.io import InputError
-from clustering.pipeline import MODEL_FORMAT, ClusteringPipeline, GraphConfig
+from clustering.graph_config import GraphConfig
+from clustering.model_file import MODEL_FORMAT
+from clustering.pipeline import ClusteringPipeline
 from clustering.preprocess import fit_mean
 from clustering.synthetic import make_synthetic
 from models import SDT, SDTConfig, TopKConfig, TopKPredictor

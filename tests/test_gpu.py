@@ -18,7 +18,8 @@ import torch
 
 from clustering.knn import knn_index, knn_search
 from clustering.metrics import evaluate
-from clustering.pipeline import ClusteringPipeline, GraphConfig
+from clustering.graph_config import GraphConfig
+from clustering.pipeline import ClusteringPipeline
 from clustering.preprocess import fit_mean, preprocess
 from clustering.synthetic import make_synthetic
 from test_cluster_cli import D, ENV, make_model

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clustering.pipeline import (COMBINES, JACCARDS, TRANSFORM_NAMES, GraphConfig, combine_edges, graph_fields,
-                                 jaccard_weights, parse_graph_value)
+from clustering.graph_config import COMBINES, JACCARDS, TRANSFORM_NAMES, GraphConfig, graph_fields, parse_graph_value
+from clustering.refine import combine_edges, jaccard_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 

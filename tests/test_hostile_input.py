@@ -26,7 +26,8 @@ import pytest
 import torch
 
 from clustering.io import InputError, load_features, load_labels
-from clustering.pipeline import ClusteringPipeline, GraphConfig
+from clustering.graph_config import GraphConfig
+from clustering.pipeline import ClusteringPipeline
 from clustering.preprocess import fit_mean
 from clustering.synthetic import make_synthetic
 from test_cluster_cli import D, ENV, K, make_model

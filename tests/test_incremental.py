@@ -13,7 +13,8 @@ import pytest
 
 from clustering.incremental import assign_new_faces, map_modules, subgraph_weights
 from clustering.metrics import evaluate
-from clustering.pipeline import ClusteringPipeline, GraphConfig
+from clustering.graph_config import GraphConfig
+from clustering.pipeline import ClusteringPipeline
 from clustering.preprocess import fit_mean
 from clustering.synthetic import make_synthetic
 
@@ -124,7 +125,7 @@ def test_subgraph_weights_equal_a_full_run(split, graph: GraphConfig) -> None:
     import torch
 
     from clustering.knn import knn_search
-    from clustering.pipeline import edge_weights
+    from clustering.refine import edge_weights
     from clustering.preprocess import preprocess
     from models import SDT, SDTConfig, TopKConfig, TopKPredictor
 

@@ -15,18 +15,12 @@ from clustering.edges import oracle_k, same_identity
 from clustering.io import InputError, load_features, load_labels
 from clustering.knn import knn_search
 from clustering.metrics import evaluate, pairwise
-from clustering.pipeline import (
-    MODEL_FORMAT,
-    MODEL_VERSION,
-    ClusteringPipeline,
-    GraphConfig,
-    Timer,
-    combine_edges,
-    predict_k,
-    predict_pairs,
-    refine_and_cluster,
-    pairs_to_score,
-)
+from clustering.graph_config import GraphConfig
+from clustering.inference import predict_k, predict_pairs
+from clustering.model_file import MODEL_FORMAT, MODEL_VERSION
+from clustering.pipeline import ClusteringPipeline
+from clustering.refine import combine_edges, pairs_to_score, refine_and_cluster
+from clustering.timer import Timer
 from clustering.preprocess import fit_mean, preprocess
 from clustering.synthetic import make_synthetic
 from models import SDT, SDTConfig, TopKConfig, TopKPredictor
@@ -363,7 +357,8 @@ def test_lfw_dlib_oracle_topk_jaccard() -> None:
 
 
 def test_edge_recall_brings_back_pruned_edges_the_sdt_vouches_for() -> None:
-    from clustering.pipeline import GraphConfig, edge_weights
+    from clustering.graph_config import GraphConfig
+    from clustering.refine import edge_weights
 
     nbrs = np.array([[0, 1, 2, 3], [1, 0, 2, 3], [2, 1, 0, 3], [3, 2, 1, 0]])
     sims = np.array([[1.0, 0.9, 0.2, 0.8]] * 4, dtype=np.float32)

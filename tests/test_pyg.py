@@ -13,7 +13,9 @@ from torch_geometric.utils import scatter, subgraph
 
 from clustering.graph import dense_subgraphs, knn_arrays, knn_data, pivot_adjacency, subgraph_batch
 from clustering.knn import knn_search
-from clustering.pipeline import ClusteringPipeline, GraphConfig, edge_weights
+from clustering.graph_config import GraphConfig
+from clustering.pipeline import ClusteringPipeline
+from clustering.refine import edge_weights
 from clustering.synthetic import SyntheticConfig, make_synthetic
 from datamodules import FaceGraphDataModule
 from datamodules.face_graph import as_pyg_batch
