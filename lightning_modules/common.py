@@ -13,10 +13,13 @@ import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
+from clustering.model_file import NETWORKS
+
 __all__ = ["BaseModule", "param_groups", "topk_loss", "k_from_output", "network_spec", "step_seed",
            "upgrade_network_spec"]
 
-NETWORK_CLASSES = ("TopKPredictor", "SDT", "LGCN", "PivotGAT")  # the networks of models/ a checkpoint may record
+# the networks of models/ a checkpoint may record: those a model file may hold
+NETWORK_CLASSES = tuple(name for names in NETWORKS.values() for name in names)
 
 
 def network_spec(net: torch.nn.Module) -> dict:
