@@ -165,7 +165,8 @@ def markdown(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", nargs="+", default=["lfw-dlib", "synthetic"])
-    ap.add_argument("--methods", nargs="+", default=[*GRID, "hdbscan"], choices=[*GRID, "hdbscan"])
+    ap.add_argument("--methods", nargs="*", default=[*GRID, "hdbscan"], choices=[*GRID, "hdbscan"],
+                    help="baselines to run (none: `--methods` alone, to evaluate --model files only)")
     ap.add_argument("--model", action="append", default=[], metavar="[DATASET:]NAME=PATH[@field=value,...]",
                     help="exported model to evaluate (repeatable); DATASET: restricts it to one dataset, @... "
                          "overrides its graph settings (e.g. @transform=exp)")
