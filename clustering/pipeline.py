@@ -106,11 +106,11 @@ class ClusteringPipeline:
                ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
         """``(k, pair_prob, jaccard_prob)`` of a kNN graph. Without ``rule`` the networks score every face (no
         ``jaccard_prob``: None). With ``rule`` they score only what that graph rule can use, and the same
-        clustering follows (:func:`pairs_to_score`): the Top-K predictor runs on every face when the rule's Jaccard
-        reads k, else only on the centres the pair classifier scores (``k`` is then None); the pair classifier
-        scores the pairs that can pass the threshold (:func:`pairs_to_score`; in practice the centres with one,
-        each up to its last such neighbour; the other pairs get 0).
-        ``jaccard_prob`` is the rule's Jaccard probability, computed on the way."""
+        clustering follows: the pair classifier scores the centres with a pair that can pass the threshold
+        (:func:`~clustering.refine.pairs_to_score`), each up to its last such neighbour (the other pairs get 0);
+        the Top-K predictor runs on every face when the rule's Jaccard reads k, else only on the centres the pair
+        classifier scores (``k`` is then None). ``jaccard_prob`` is the rule's Jaccard probability, computed on
+        the way."""
         timer = timer or Timer()
         n, K = nbrs.shape
         run_k = dict(batch_size=self.batch_size, device=self.device, progress=progress)
