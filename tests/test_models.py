@@ -441,6 +441,26 @@ def _reference_scores_attention(attn: SparseDiffAttention, x: torch.Tensor, k: t
     return attn.out_proj(y.transpose(1, 2).reshape(B, T, D))
 
 
+@pytest.mark.parametrize("sdpa", [False, True, None])
+@pytest.mark.parametrize("k", [None, torch.tensor([2, 5, 9])])
+def test_attention_dropout_acts_in_training_on_every_path(sdpa: bool | None, k) -> None:
+    """Training with dropout drops attention weights whatever path eval would take (dense or masked, SDPA or
+    not): two training forwards differ; eval and a dropout of 0 are deterministic and equal."""
+    torch.manual_seed(0)
+    attn = SparseDiffAttention(16, 2, layer_idx=1, dropout=0.5)
+    attn.sdpa = sdpa
+    x = torch.randn(3, 9, 16)
+    with torch.no_grad():
+        a, b = attn(x, k), attn(x, k)
+        assert not torch.allclose(a, b)
+        attn.eval()
+        torch.testing.assert_close(attn(x, k), attn(x, k), rtol=0, atol=0)
+        plain = attn(x, k)
+        attn.train()
+        attn.attn_drop.p = 0.0
+        torch.testing.assert_close(attn(x, k), plain, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("differential", [True, False])
 @pytest.mark.parametrize("sdpa", [False, True, None])
 def test_both_attention_paths_equal_the_written_out_scores(differential: bool, sdpa: bool | None) -> None:
