@@ -51,12 +51,12 @@ def main() -> int:
     run([py, "cluster.py", "--model", model, "--features", OUT / "test_features.npy", "--labels",
          OUT / "test_labels.npy", "--out", OUT / "clusters.txt", "--metrics-json", OUT / "metrics.json"], env)
 
+    from clustering.graph_config import GraphConfig
     from clustering.knn import knn_search
     from clustering.metrics import evaluate
-    from clustering.graph_config import GraphConfig
     from clustering.pipeline import ClusteringPipeline
-    from clustering.refine import refine_and_cluster
     from clustering.preprocess import preprocess
+    from clustering.refine import refine_and_cluster
 
     pipe = ClusteringPipeline.load(str(model), device="cpu")
     x = preprocess(feats, pipe.mean)

@@ -26,8 +26,8 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from clustering.metrics import evaluate, selection_score
 from clustering.graph_config import GraphConfig, add_graph_arguments, graph_from_args
+from clustering.metrics import evaluate, selection_score
 from clustering.pipeline import ClusteringPipeline
 from clustering.refine import refine_and_cluster
 

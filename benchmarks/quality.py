@@ -20,13 +20,13 @@ import numpy as np
 from baselines import HDBSCAN_GRID, hdbscan_cluster  # noqa: I001  (benchmarks/ is the script folder)
 from common import largest_clusters, load_dataset
 from clustering.edges import oracle_k
+from clustering.graph_config import GraphConfig, parse_graph_value
 from clustering.knn import knn_search
 from clustering.metrics import evaluate, selection_score
-from clustering.graph_config import GraphConfig, parse_graph_value
 from clustering.pipeline import ClusteringPipeline
+from clustering.preprocess import fit_mean, preprocess
 from clustering.refine import refine_and_cluster
 from clustering.timer import Timer
-from clustering.preprocess import fit_mean, preprocess
 
 K = 80
 GRID = {

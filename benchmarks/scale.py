@@ -35,10 +35,10 @@ from clustering.edges import oracle_k
 from clustering.knn import knn_search
 from clustering.metrics import evaluate
 from clustering.pipeline import ClusteringPipeline
-from clustering.refine import refine_and_cluster
-from clustering.timer import Timer
 from clustering.preprocess import fit_mean, preprocess
+from clustering.refine import refine_and_cluster
 from clustering.synthetic import make_synthetic
+from clustering.timer import Timer
 
 K = 80
 TRAIN = dict(n_identities=1100, seed=11)

@@ -10,8 +10,8 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 
-from clustering.metrics import evaluate, selection_score
 from clustering.graph_config import GraphConfig
+from clustering.metrics import evaluate, selection_score
 from clustering.refine import refine_and_cluster
 from clustering.timer import Timer
 

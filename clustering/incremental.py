@@ -48,9 +48,9 @@ from .io import check_id_room
 from .knn import knn_index, knn_query
 from .mapequation import infomap_cluster, knn_edges
 from .pipeline import ClusteringPipeline
+from .preprocess import preprocess, unique_rows
 from .refine import edge_weights
 from .timer import Timer
-from .preprocess import preprocess, unique_rows
 
 __all__ = ["assign_new_faces", "map_modules", "subgraph_weights"]
 

@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,8 @@ import numpy as np
 import pytest
 import torch
 
-from clustering.io import InputError
 from clustering.graph_config import GraphConfig
+from clustering.io import InputError
 from clustering.model_file import MODEL_FORMAT
 from clustering.pipeline import ClusteringPipeline
 from clustering.preprocess import fit_mean
@@ -48,26 +49,36 @@ def make_model(path: Path, feats: np.ndarray, graph: GraphConfig | None = None, 
 
 @dataclass
 class Run:
-    rc: int
+    rc: int | None  # None: killed after the time limit (it hung)
     stdout: str
     stderr: str
     out_dir: Path
+    seconds: float
 
 
-def run_cli(args: list[str], out_dir: Path) -> Run:
-    proc = subprocess.run([sys.executable, "cluster.py", *map(str, args)], cwd=ROOT, env=ENV, capture_output=True,
-                          text=True, timeout=120)
-    return Run(proc.returncode, proc.stdout, proc.stderr, out_dir)
+def run_cli(args: list, out_dir: Path, *, prefix: list[str] | None = None, limit_s: float = 120,
+            preexec_fn=None) -> Run:
+    """``prefix`` (default ``python cluster.py``) + ``args``, from the repository root, killed after ``limit_s``;
+    ``preexec_fn`` runs in the child first (``test_hostile_input.py`` caps its memory)."""
+    argv = (prefix or [sys.executable, "cluster.py"]) + [str(a) for a in args]
+    t = time.perf_counter()
+    try:
+        p = subprocess.run(argv, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=limit_s,
+                           preexec_fn=preexec_fn)
+        return Run(p.returncode, p.stdout, p.stderr, out_dir, time.perf_counter() - t)
+    except subprocess.TimeoutExpired as exc:
+        return Run(None, str(exc.stdout or ""), str(exc.stderr or ""), out_dir, time.perf_counter() - t)
 
 
-def run_all(cases: dict[str, list[str]], base: Path) -> dict[str, Run]:
-    """Run every case in its own empty output folder ``base/<name>``, two at a time."""
+def run_all(cases: dict[str, list], base: Path, **kwargs) -> dict[str, Run]:
+    """Run every case in its own empty output folder ``base/<name>`` (``{out}`` in an argument is that folder),
+    two at a time; ``kwargs`` go to :func:`run_cli`."""
     dirs = {}
     for name in cases:
         dirs[name] = base / name
         dirs[name].mkdir(exist_ok=True)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(run_cli, [str(a).format(out=dirs[name]) for a in args], dirs[name])
+        futures = {name: pool.submit(run_cli, [str(a).format(out=dirs[name]) for a in args], dirs[name], **kwargs)
                    for name, args in cases.items()}
         return {name: f.result() for name, f in futures.items()}
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
+from clustering.graph_config import GraphConfig
 from clustering.knn import knn_index, knn_search
 from clustering.metrics import evaluate
-from clustering.graph_config import GraphConfig
 from clustering.pipeline import ClusteringPipeline
 from clustering.preprocess import fit_mean, preprocess
 from clustering.synthetic import make_synthetic

@@ -15,58 +15,35 @@ import stat
 import subprocess
 import sys
 import textwrap
-import time
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from clustering.io import InputError, load_features, load_labels
 from clustering.graph_config import GraphConfig
+from clustering.io import InputError, load_features, load_labels
 from clustering.pipeline import ClusteringPipeline
 from clustering.preprocess import fit_mean
 from clustering.synthetic import make_synthetic
-from test_cluster_cli import D, ENV, K, make_model
+from test_cluster_cli import D, ENV, K, Run, make_model, run_all, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT_S = 60  # per run; every refused case takes a few seconds at most
-
-
-@dataclass
-class Run:
-    rc: int | None  # None: killed after LIMIT_S (it hung)
-    stderr: str
-    out_dir: Path
-    seconds: float
 
 
 def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
 
 
-def _run(argv: list[str], out_dir: Path) -> Run:
-    t = time.perf_counter()
-    try:
-        p = subprocess.run(argv, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=LIMIT_S,
-                           preexec_fn=_limit_memory)
-        return Run(p.returncode, p.stderr, out_dir, time.perf_counter() - t)
-    except subprocess.TimeoutExpired as exc:
-        return Run(None, str(exc.stderr or ""), out_dir, time.perf_counter() - t)
+def _run(args: list, out_dir: Path) -> Run:
+    """``cluster.py args`` under the memory cap, killed after ``LIMIT_S`` (``rc`` None: it hung)."""
+    return run_cli(args, out_dir, limit_s=LIMIT_S, preexec_fn=_limit_memory)
 
 
-def _run_all(cases: dict[str, list], base: Path, prefix: list[str] | None = None) -> dict[str, Run]:
-    dirs = {name: base / name for name in cases}
-    for d in dirs.values():
-        d.mkdir(exist_ok=True)
-    prefix = prefix or [sys.executable, "cluster.py"]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(_run, prefix + [str(a).format(out=dirs[name]) for a in args], dirs[name])
-                   for name, args in cases.items()}
-        return {name: f.result() for name, f in futures.items()}
+def _run_all(cases: dict[str, list], base: Path) -> dict[str, Run]:
+    return run_all(cases, base, limit_s=LIMIT_S, preexec_fn=_limit_memory)
 
 
 # doctored model files: edit of the state -> a substring of the message
@@ -146,8 +123,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
     np.save(d / "new_y.npy", y[400:])
     np.save(d / "prev_y.npy", y[:400])
     (d / "run").mkdir()
-    first = _run([sys.executable, "cluster.py", "--model", str(model), "--features", str(d / "prev.npy"),
-                  "--out", str(d / "run" / "prev.txt")], d)
+    first = _run(["--model", model, "--features", d / "prev.npy", "--out", d / "run" / "prev.txt"], d)
     assert first.rc == 0, first.stderr
     other = make_model(d / "other.pt", x * 2.0 + 1.0)
     (d / "huge_ids.out").write_text("".join(f"{2**63 - 1 - i % 2}\n" for i in range(400)))
@@ -274,9 +250,8 @@ def test_assign_to_checks_pass_for_the_right_faces_and_model(data: dict, error_r
     d, x = data["dir"], data["x"]
     np.save(tmp_path / "all.npy", x)
     np.save(tmp_path / "more.npy", x[:7] + 0.5)
-    again = _run([sys.executable, "cluster.py", *map(str, ["--model", d / "model.pt", "--assign-to",
-                  run.out_dir / "all.txt", "--previous-features", tmp_path / "all.npy", "--features",
-                  tmp_path / "more.npy", "--out", tmp_path / "more.txt"])], tmp_path)
+    again = _run(["--model", d / "model.pt", "--assign-to", run.out_dir / "all.txt", "--previous-features",
+                  tmp_path / "all.npy", "--features", tmp_path / "more.npy", "--out", tmp_path / "more.txt"], tmp_path)
     assert again.rc == 0 and "note" not in again.stderr, again.stderr
 
 

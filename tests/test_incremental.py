@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from clustering.graph_config import GraphConfig
 from clustering.incremental import assign_new_faces, map_modules, subgraph_weights
 from clustering.metrics import evaluate
-from clustering.graph_config import GraphConfig
 from clustering.pipeline import ClusteringPipeline
 from clustering.preprocess import fit_mean
 from clustering.synthetic import make_synthetic
@@ -125,8 +125,8 @@ def test_subgraph_weights_equal_a_full_run(split, graph: GraphConfig) -> None:
     import torch
 
     from clustering.knn import knn_search
-    from clustering.refine import edge_weights
     from clustering.preprocess import preprocess
+    from clustering.refine import edge_weights
     from models import SDT, SDTConfig, TopKConfig, TopKPredictor
 
     x, _, old, new, _ = split

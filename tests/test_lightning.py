@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from conftest import TINY_DATA, sdt_args, topk_args
 
 from callbacks import ClusteringEvaluation
-from clustering.metrics import evaluate
 from clustering.graph_config import GraphConfig
+from clustering.metrics import evaluate
 from clustering.pipeline import ClusteringPipeline
 from lightning_modules import SDTModule, TopKModule, load_topk
 from lightning_modules.common import k_from_output, topk_loss

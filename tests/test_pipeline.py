@@ -12,17 +12,17 @@ import pytest
 import torch
 
 from clustering.edges import oracle_k, same_identity
+from clustering.graph_config import GraphConfig
+from clustering.inference import predict_k, predict_pairs
 from clustering.io import InputError, load_features, load_labels
 from clustering.knn import knn_search
 from clustering.metrics import evaluate, pairwise
-from clustering.graph_config import GraphConfig
-from clustering.inference import predict_k, predict_pairs
 from clustering.model_file import MODEL_FORMAT, MODEL_VERSION
 from clustering.pipeline import ClusteringPipeline
-from clustering.refine import combine_edges, pairs_to_score, refine_and_cluster
-from clustering.timer import Timer
 from clustering.preprocess import fit_mean, preprocess
+from clustering.refine import combine_edges, pairs_to_score, refine_and_cluster
 from clustering.synthetic import make_synthetic
+from clustering.timer import Timer
 from models import SDT, SDTConfig, TopKConfig, TopKPredictor
 
 K = 20

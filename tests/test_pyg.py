@@ -12,8 +12,8 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.utils import scatter, subgraph
 
 from clustering.graph import dense_subgraphs, knn_arrays, knn_data, pivot_adjacency, subgraph_batch
-from clustering.knn import knn_search
 from clustering.graph_config import GraphConfig
+from clustering.knn import knn_search
 from clustering.pipeline import ClusteringPipeline
 from clustering.refine import edge_weights
 from clustering.synthetic import SyntheticConfig, make_synthetic

@@ -16,9 +16,9 @@ from baselines import hdbscan_cluster  # noqa: E402
 from common import largest_clusters  # noqa: E402
 from scale import k_error, main as scale_main, rung_config  # noqa: E402
 
+from clustering.graph_config import GraphConfig
 from clustering.knn import knn_search  # noqa: E402
 from clustering.metrics import evaluate  # noqa: E402
-from clustering.graph_config import GraphConfig
 from clustering.pipeline import ClusteringPipeline
 from clustering.preprocess import fit_mean, preprocess  # noqa: E402
 from clustering.synthetic import make_synthetic  # noqa: E402
