@@ -60,8 +60,10 @@ from typing import Any
 # numpy, torch and the project's modules are imported inside the functions, so that main() sees a Ctrl-C during
 # their (seconds-long) import like any other
 
-PATH_FLAGS = ("model", "features", "labels", "out", "metrics_json", "assign_to", "previous_features",
-              "previous_labels")
+# the input path flags, with what each file is (for messages); --assign-to's file is an input that --out may replace
+INPUT_FLAGS = {"model": "model", "features": "features", "labels": "labels", "assign_to": "previous clustering",
+               "previous_features": "previous features", "previous_labels": "previous labels"}
+PATH_FLAGS = (*INPUT_FLAGS, "out", "metrics_json")
 
 
 def _versions() -> dict:
@@ -135,14 +137,11 @@ def _check_args(args: argparse.Namespace) -> None:
             raise InputError(f"{flag} must be a positive integer, got {value}")
     if args.seed is not None and args.seed < 0:
         raise InputError(f"--seed must be >= 0, got {args.seed}")
-    for flag, what in (("model", "model"), ("features", "features"), ("labels", "labels"),
-                       ("assign_to", "previous clustering"), ("previous_features", "previous features"),
-                       ("previous_labels", "previous labels")):
+    for flag, what in INPUT_FLAGS.items():
         if getattr(args, flag) is not None:
             check_input_file(getattr(args, flag), what)
     outs = _output_paths(args)
-    real_in = {os.path.realpath(getattr(args, f)) for f in ("model", "features", "labels", "previous_features",
-                                                              "previous_labels") if getattr(args, f)}
+    real_in = {os.path.realpath(getattr(args, f)) for f in INPUT_FLAGS if f != "assign_to" and getattr(args, f)}
     for out in outs:
         if args.assign_to and out != args.out and os.path.realpath(out) == os.path.realpath(args.assign_to):
             raise InputError(f"{out}: output path is PREVIOUS_OUT; only --out may replace it")

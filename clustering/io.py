@@ -424,6 +424,15 @@ def _available_memory() -> int | None:
     return None
 
 
+def _npz_key(path: Path, keys: list[str], names: tuple[str, ...]) -> str:
+    """The array of an ``.npz`` to read: the first of ``names`` it holds, else its only array; else an
+    :class:`InputError` asking for ``names[0]``."""
+    key = next((k for k in names if k in keys), keys[0] if len(keys) == 1 else None)
+    if key is None:
+        raise InputError(f"{path}: .npz holds {keys}; name the array '{names[0]}'")
+    return key
+
+
 def _load_npz(path: Path, dim: int | None, check: bool, chunk_rows: int) -> np.ndarray:
     """The feature array of an ``.npz``: header checked first, then inflated chunk by chunk (checked as it comes)."""
     try:
@@ -431,11 +440,8 @@ def _load_npz(path: Path, dim: int | None, check: bool, chunk_rows: int) -> np.n
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise InputError(f"{path}: cannot read as .npz: not a zip archive ({exc})") from None
     with zf:
-        keys = [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
-        key = next((k for k in ("features", "feats", "x", "embeddings") if k in keys),
-                   keys[0] if len(keys) == 1 else None)
-        if key is None:
-            raise InputError(f"{path}: .npz holds {keys}; name the array 'features'")
+        key = _npz_key(path, [n[:-4] for n in zf.namelist() if n.endswith(".npy")],
+                       ("features", "feats", "x", "embeddings"))
         where = f"{path} (array '{key}')"
         info = zf.getinfo(key + ".npy")
         try:
@@ -608,11 +614,7 @@ def load_labels(path: str | os.PathLike, n: int | None = None, *, what: str = "l
                 labels = np.load(path, allow_pickle=False)
             else:
                 with np.load(path, allow_pickle=False) as z:
-                    keys = list(z.keys())
-                    key = next((k for k in ("labels", "y") if k in keys), keys[0] if len(keys) == 1 else None)
-                    if key is None:
-                        raise InputError(f"{path}: .npz holds {keys}; name the array 'labels'")
-                    labels = z[key]
+                    labels = z[_npz_key(path, list(z.keys()), ("labels", "y"))]
         except InputError:
             raise
         except Exception as exc:
