@@ -176,3 +176,58 @@ def test_nmi_larger_random_vs_sklearn() -> None:
     true = rng.integers(0, 300, 5000)
     pred = np.where(rng.random(5000) < 0.7, true, rng.integers(0, 400, 5000))
     assert nmi(true, pred) == pytest.approx(normalized_mutual_info_score(true, pred), abs=1e-9)
+
+
+# ---------------------------------------------------------------- scored faces among distractors (mask)
+
+
+def _ref_masked(true, pred, mask):
+    """Per scored item i: its whole predicted cluster (distractors included) against its identity; pairs (i, j)
+    with i scored and j any other face."""
+    n = len(true)
+    ps, rs = [], []
+    tp = same_pred = same_true = 0
+    for i in np.flatnonzero(mask):
+        cluster = [j for j in range(n) if pred[j] == pred[i]]
+        ident = [j for j in range(n) if true[j] == true[i]]
+        both = [j for j in cluster if true[j] == true[i]]
+        ps.append(len(both) / len(cluster))
+        rs.append(len(both) / len(ident))
+        tp += len(both) - 1
+        same_pred += len(cluster) - 1
+        same_true += len(ident) - 1
+    bp, br = float(np.mean(ps)), float(np.mean(rs))
+    pp = tp / same_pred if same_pred else 1.0
+    pr = tp / same_true if same_true else 1.0
+    return (pp, pr, _f(pp, pr)), (bp, br, _f(bp, br))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_masked_metrics_score_only_the_masked_faces_with_whole_clusters(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(10, 70))
+    true = rng.integers(0, int(rng.integers(2, 12)), n)
+    pred = rng.integers(0, int(rng.integers(1, 15)), n) * 7 - 3
+    if seed % 2:
+        pred = np.where(rng.random(n) < 0.7, true, pred)
+    mask = np.isin(true, rng.permutation(np.unique(true))[: max(1, len(np.unique(true)) // 2)])  # by identity
+    ref_p, ref_b = _ref_masked(true, pred, mask)
+    assert pairwise(true, pred, mask) == pytest.approx(ref_p)
+    assert bcubed(true, pred, mask) == pytest.approx(ref_b)
+    m = evaluate(true, pred, mask)
+    assert m["n_faces"] == int(mask.sum()) and m["nmi"] == pytest.approx(nmi(true[mask], pred[mask]))
+
+
+def test_masked_metrics_charge_a_distractor_merged_in_and_nothing_else() -> None:
+    true = np.array([0, 0, 1, 1, 9, 9])      # identities 0 and 1 scored, 9 the distractors
+    mask = true != 9
+    apart = np.array([0, 0, 1, 1, 2, 2])
+    assert evaluate(true, apart, mask)["pairwise_f"] == 1.0 and evaluate(true, apart, mask)["bcubed_f"] == 1.0
+    distractors_merged = np.array([0, 0, 1, 1, 2, 3])  # how the distractors are clustered does not count
+    assert evaluate(true, distractors_merged, mask)["bcubed_f"] == 1.0
+    one_in = np.array([0, 0, 1, 1, 0, 2])   # a distractor joins identity 0's cluster
+    m = evaluate(true, one_in, mask)
+    assert m["bcubed_p"] == pytest.approx((2 / 3 + 2 / 3 + 1 + 1) / 4) and m["bcubed_r"] == 1.0
+    assert m["pairwise_p"] == pytest.approx(4 / 6)  # pairs from scored faces: 2 + 2 true of 2*2 + 2 found
+    with pytest.raises(ValueError, match="mask of 5 faces"):
+        evaluate(true, one_in, mask[:5])
