@@ -44,6 +44,12 @@ def _face_table(model: torch.nn.Module, xt: torch.Tensor, nb: torch.Tensor, rows
     return project_faces(model, xt, batch_size, faces=torch.unique(nb[rows]))
 
 
+def _per_face(model: torch.nn.Module) -> bool:
+    """Whether the network's token embedding has a per-face term to precompute (feature tokens; not relational
+    tokens, not the GNNs)."""
+    return getattr(getattr(model, "embed", None), "per_face", False)
+
+
 def _rows(rows: np.ndarray | None, n: int) -> torch.Tensor:
     if rows is None:
         return torch.arange(n)
@@ -65,12 +71,12 @@ def predict_k(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np.nda
     nb = as_tensor(nbrs, torch.int64)
     st = as_tensor(sims, torch.float32)
     centres = _rows(rows, nb.shape[0])
-    table = _face_table(model, xt, nb, None if rows is None else centres, batch_size)
+    table = _face_table(model, xt, nb, None if rows is None else centres, batch_size) if _per_face(model) else None
     out = np.empty(centres.shape[0], dtype=np.int64)
     for start in _batches(centres.shape[0], batch_size, progress, "Top-K"):
         idx = centres[start:start + batch_size]
         feats, s = gather_subgraphs(xt, nb, st, idx)
-        proj = table[nb[idx].to(device)]  # (B, K, d): the per-face part of the token embedding
+        proj = None if table is None else table[nb[idx].to(device)]  # (B, K, d): the per-face token term
         out[start:start + len(idx)] = model.predict_k(feats, s, proj=proj).cpu().numpy()
     return out
 
@@ -107,8 +113,7 @@ def predict_pairs(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np
         width = as_tensor(widths, torch.int64).clamp(1, nb.shape[1])
         if width.shape != centres.shape:
             raise ValueError(f"widths must have shape {tuple(centres.shape)}, got {tuple(width.shape)}")
-    table = _face_table(model, xt, nb, None if rows is None else centres, batch_size) \
-        if hasattr(model, "embed") else None
+    table = _face_table(model, xt, nb, None if rows is None else centres, batch_size) if _per_face(model) else None
     out = np.ones(nbrs.shape, dtype=np.float32)  # 1 beyond the window: no SDT vote, the Jaccard weight decides
     if rows is not None or widths is not None:
         out[:, : nb.shape[1]] = 0.0  # pairs not scored

@@ -27,24 +27,38 @@ class NeighbourEmbedding(nn.Module):
     the per-pair multiply-adds, and no ``2F + 2``-wide input is ever built. Same function and parameters either
     way (tested).
 
+    **Relational tokens** (``relational=True``): the features themselves are left out; token j is read from how
+    neighbour j relates to the others,
+
+    .. math::
+        e_j = W\,[S_{j,0}, \dots, S_{j,K-1},\; s_j - s_{j+1}] + b + r_j, \qquad S = X X^\top,
+
+    the cosine of neighbour j to every neighbour of the list (rank order; :math:`S_{j,0} = s_j`), zero-padded to
+    ``max_k`` columns when the list is shorter. Such tokens do not change when the embedding space is rotated, so a
+    network cannot learn where its training identities lie (with feature tokens it does: on a synthetic train file
+    of 1,350 identities the Top-K predictor's k error was 0.2 on the training faces and 2.5-76 on held-out ones), and
+    what it learns carries to new people. They have no per-face term (:meth:`project` is not used).
+
     Args:
         feat_dim (int): feature width F.
         d_model (int): token width.
         max_k (int): the most neighbours K a forward may see (size of the rank table). A forward with fewer
             neighbours (a collection with fewer than ``max_k`` faces) uses the first K rank embeddings; nothing is
             padded.
+        relational (bool): relational tokens (above) instead of feature tokens.
 
     Shapes:
         forward: x (B, K, F), sims (B, K) -> (B, K, d_model), K <= max_k. project: (..., F) -> (..., d_model).
         tokens: x (B, K, F), a (B, K, d_model) = project(x), sims (B, K) -> (B, K, d_model).
     """
 
-    def __init__(self, feat_dim: int, d_model: int, max_k: int) -> None:
+    def __init__(self, feat_dim: int, d_model: int, max_k: int, relational: bool = False) -> None:
         super().__init__()
         self.feat_dim = feat_dim
         self.d_model = d_model
         self.max_k = max_k
-        self.proj = nn.Linear(2 * feat_dim + 2, d_model)
+        self.relational = relational
+        self.proj = nn.Linear(max_k + 1 if relational else 2 * feat_dim + 2, d_model)
         self.rank_emb = nn.Embedding(max_k, d_model)
         self.reset_parameters()
 
@@ -71,9 +85,29 @@ class NeighbourEmbedding(nn.Module):
         return e + sims.unsqueeze(-1) * w[:, 2 * Fd] + gap.unsqueeze(-1) * w[:, 2 * Fd + 1] + self.proj.bias \
             + self.rank_emb.weight[:K]
 
+    @property
+    def per_face(self) -> bool:
+        """Whether the tokens have a per-face term (:meth:`project`) that inference computes once per face."""
+        return not self.relational
+
+    def relational_tokens(self, x: Tensor, sims: Tensor) -> Tensor:
+        """Relational tokens (class docstring): x (B, K, F), sims (B, K) -> (B, K, d)."""
+        B, K, _ = x.shape
+        if K > self.max_k:
+            raise ValueError(f"got K={K} neighbours, more than max_k={self.max_k}")
+        S = torch.bmm(x, x.transpose(1, 2))  # (B, K, K) cosines among the neighbours
+        sims = sims.to(x.dtype)
+        gap = torch.cat([sims[:, :-1] - sims[:, 1:], sims.new_zeros(B, 1)], dim=1)  # (B, K)
+        w = self.proj.weight  # (d, max_k + 1)
+        e = S @ w[:, :K].t() + gap.unsqueeze(-1) * w[:, self.max_k]  # (B, K, d); columns past K: zero padding
+        return e + self.proj.bias + self.rank_emb.weight[:K]
+
     def forward(self, x: Tensor, sims: Tensor) -> Tensor:
         """Args: x (B, K, F) neighbour features, self first; sims (B, K) cosine to the centre. Returns (B, K, d)."""
+        if self.relational:
+            return self.relational_tokens(x, sims)
         return self.tokens(x, self.project(x), sims)
 
     def extra_repr(self) -> str:
-        return f"feat_dim={self.feat_dim}, d_model={self.d_model}, max_k={self.max_k}"
+        return (f"feat_dim={self.feat_dim}, d_model={self.d_model}, max_k={self.max_k}"
+                + (", relational=True" if self.relational else ""))

@@ -33,6 +33,8 @@ class SDTConfig:
             :func:`clustering.inference.predict_pairs` leaves them to the Jaccard weight). Attention and its Top-k
             mask cost grow with the square of the sequence: a window of 32 of K = 80 makes the SDT ~5x cheaper.
             None uses all K; else at least 1.
+        relational: tokens from the cosines among the neighbours instead of their features
+            (:class:`~models.embedding.NeighbourEmbedding`); False in model files written before it existed.
     """
 
     feat_dim: int
@@ -46,10 +48,11 @@ class SDTConfig:
     use_topk_mask: bool = True
     mask_margin: int = 0
     window: int | None = None
+    relational: bool = False
 
     def __post_init__(self) -> None:
         check_positive(self, "feat_dim", "k", "d_model", "num_layers", "num_heads", "dim_feedforward")
-        check_flag(self, "differential", "use_topk_mask")
+        check_flag(self, "differential", "use_topk_mask", "relational")
         split = 2 * self.num_heads if self.differential else self.num_heads  # SparseDiffAttention's head split
         check_divisible(self, "d_model", split, "2 * num_heads" if self.differential else "num_heads")
         check_dropout(self)
@@ -136,7 +139,7 @@ class SDT(nn.Module):
         self.mask_margin = config.mask_margin
         self.window = config.window
         d_model = config.d_model
-        self.embed = NeighbourEmbedding(config.feat_dim, d_model, config.k)
+        self.embed = NeighbourEmbedding(config.feat_dim, d_model, config.k, config.relational)
         self.inside_emb = nn.Embedding(2, d_model)  # rank j < k_pred
         self.offset_emb = nn.Embedding(2 * self.max_offset + 1, d_model)  # clip(j - k_pred, -8, 8) + 8
         self.drop = nn.Dropout(config.dropout)

@@ -8,7 +8,7 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor, nn
 
-from .config import check_choice, check_config_type, check_divisible, check_dropout, check_positive
+from .config import check_choice, check_config_type, check_divisible, check_dropout, check_flag, check_positive
 from .embedding import NeighbourEmbedding
 
 Head = Literal["classification", "regression"]
@@ -28,6 +28,8 @@ class TopKConfig:
         dim_feedforward: MLP hidden width.
         dropout: dropout in the encoder layers, in [0, 1).
         head: ``"classification"`` or ``"regression"``.
+        relational: tokens from the cosines among the neighbours instead of their features
+            (:class:`~models.embedding.NeighbourEmbedding`); False in model files written before it existed.
     """
 
     feat_dim: int
@@ -38,12 +40,14 @@ class TopKConfig:
     dim_feedforward: int = 256
     dropout: float = 0.1
     head: Head = "classification"
+    relational: bool = False
 
     def __post_init__(self) -> None:
         check_positive(self, "feat_dim", "k", "d_model", "num_layers", "num_heads", "dim_feedforward")
         check_divisible(self, "d_model", self.num_heads, "num_heads")
         check_dropout(self)
         check_choice(self, "head", HEADS)
+        check_flag(self, "relational")
 
 
 class TopKPredictor(nn.Module):
@@ -77,7 +81,7 @@ class TopKPredictor(nn.Module):
         self.config = config  # rebuilds the module: TopKPredictor(config)
         self.k = config.k
         self.head = config.head
-        self.embed = NeighbourEmbedding(config.feat_dim, config.d_model, config.k)
+        self.embed = NeighbourEmbedding(config.feat_dim, config.d_model, config.k, config.relational)
         layer = nn.TransformerEncoderLayer(
             config.d_model,
             config.num_heads,

@@ -201,6 +201,42 @@ def test_neighbour_embedding_is_its_formula() -> None:
     torch.testing.assert_close(emb(x, sims), emb.proj(inputs) + emb.rank_emb.weight[:4])
 
 
+def test_relational_embedding_is_its_formula_and_pads_short_lists() -> None:
+    """e_j = W [S_j0 .. S_j(K-1), 0 .. 0, s_j - s_{j+1}] + b + r_j with S = X X^T, computed literally; a list
+    shorter than max_k is zero-padded."""
+    torch.manual_seed(0)
+    emb = NeighbourEmbedding(8, 16, max_k=10, relational=True)
+    assert not emb.per_face and "relational=True" in repr(emb)
+    for K in (10, 4):
+        x, sims = _neighbours(2, K, 8)
+        gap = torch.cat([sims[:, :-1] - sims[:, 1:], torch.zeros(2, 1)], dim=1)
+        S = torch.einsum("bjf,blf->bjl", x, x)
+        inputs = torch.cat([S, torch.zeros(2, K, 10 - K), gap[..., None]], dim=-1)
+        torch.testing.assert_close(emb(x, sims), emb.proj(inputs) + emb.rank_emb.weight[:K])
+    with pytest.raises(ValueError, match="more than max_k"):
+        emb(*_neighbours(1, 11, 8))
+
+
+@pytest.mark.parametrize("cls", ["topk", "sdt"])
+def test_relational_networks_do_not_see_a_rotation_of_the_space(cls: str) -> None:
+    """Relational tokens read only cosines: rotating every feature leaves the outputs as they are (feature tokens
+    do not: that is how a network learns where its training identities lie)."""
+    torch.manual_seed(0)
+    Fd, K = 8, 12
+    x, sims = _neighbours(3, K, Fd)
+    rot = torch.linalg.qr(torch.randn(Fd, Fd))[0]
+    k = torch.tensor([2, 5, 12])
+    for relational in (True, False):
+        kw = dict(k=K, d_model=16, num_layers=2, num_heads=2, dim_feedforward=32, relational=relational)
+        net = (TopKPredictor(TopKConfig(Fd, **kw)) if cls == "topk" else SDT(SDTConfig(Fd, **kw))).eval()
+        out = net(x, sims) if cls == "topk" else net(x, sims, k)
+        out_rot = net(x @ rot, sims) if cls == "topk" else net(x @ rot, sims, k)
+        if relational:
+            torch.testing.assert_close(out_rot, out, atol=1e-5, rtol=1e-5)
+        else:
+            assert (out_rot - out).abs().max() > 1e-3
+
+
 # ---------------------------------------------------------------- SDT
 
 
@@ -506,9 +542,9 @@ def test_topk_plan_groups_and_dense() -> None:
 # ---------------------------------------------------------------- what the mutation run found unpinned
 
 _TOPK_KWARGS = dict(feat_dim=8, k=12, d_model=16, num_layers=1, num_heads=2, dim_feedforward=24, dropout=0.2,
-                    head="regression")
+                    head="regression", relational=True)
 _SDT_KWARGS = dict(feat_dim=8, k=12, d_model=24, num_layers=3, num_heads=3, dim_feedforward=20, dropout=0.3,
-                   differential=True, use_topk_mask=False, mask_margin=2, window=10)
+                   differential=True, use_topk_mask=False, mask_margin=2, window=10, relational=False)
 
 
 @pytest.mark.parametrize("cls, kwargs", [(TopKPredictor, _TOPK_KWARGS), (SDT, _SDT_KWARGS)])
@@ -592,10 +628,10 @@ def test_configs_refuse_bad_values_naming_the_field(config_class: type, values: 
 def test_configs_defaults_and_edges() -> None:
     """Today's defaults; the edges of each range are accepted; a config cannot change under its network."""
     assert dataclasses.asdict(TopKConfig(8)) == dict(feat_dim=8, k=80, d_model=128, num_layers=2, num_heads=4,
-                                                     dim_feedforward=256, dropout=0.1, head="classification")
+                                                     dim_feedforward=256, dropout=0.1, head="classification", relational=False)
     assert dataclasses.asdict(SDTConfig(8)) == dict(feat_dim=8, k=80, d_model=128, num_layers=2, num_heads=2,
                                                     dim_feedforward=256, dropout=0.1, differential=True,
-                                                    use_topk_mask=True, mask_margin=0, window=None)
+                                                    use_topk_mask=True, mask_margin=0, window=None, relational=False)
     assert dataclasses.asdict(LGCNConfig(8)) == dict(feat_dim=8, k=80, hidden=64, num_layers=4, pivot_u=10,
                                                      dropout=0.0, pivot_sims=False)
     # PivotGAT's: LGCN's fields in the same order, two layers by default, and its heads
