@@ -118,14 +118,14 @@ def parse_overrides(spec: str) -> dict:
 
 def retune_threshold(pipe: ClusteringPipeline) -> tuple[float, float]:
     """Best threshold for ``pipe.graph`` (its Jaccard and combine rule kept) on the validation identities of the
-    checkpoint the model was exported from (held out from training), by ``export.py``'s own grid search."""
-    from export import load_module, tune, val_split  # Lightning: only for this re-tuning
+    checkpoint the model was exported from (held out from training), by ``export.py``'s own grid search and
+    choice (alone and among the training faces)."""
+    from export import load_module, tune, tune_sets, val_split  # Lightning: only for this re-tuning
 
     _, ckpt = load_module(pipe.meta["checkpoint"])
-    v = val_split(ckpt).val_graph
-    cfg, table = tune(pipe, v.x, v.nbrs, v.sims, v.labels, pipe.graph, jaccards=(pipe.graph.jaccard,),
-                      combines=(pipe.graph.combine,))
-    return cfg.threshold, max(r["score"] for r in table)
+    cfg, table, _ = tune(pipe, tune_sets(val_split(ckpt)), pipe.graph, jaccards=(pipe.graph.jaccard,),
+                         combines=(pipe.graph.combine,))
+    return cfg.threshold, next(r["score"] for r in table if r["threshold"] == cfg.threshold)
 
 
 def run_model(dataset: str, name: str, path: str, splits: dict) -> list[dict]:

@@ -1,0 +1,59 @@
+"""``export.py --tune``: the validation identities scored alone and among the training faces, the worse of the two
+kept, and the choice among settings within the noise of the best."""
+from __future__ import annotations
+
+import numpy as np
+
+from clustering.graph_config import GraphConfig
+from clustering.pipeline import ClusteringPipeline
+from clustering.synthetic import SyntheticConfig
+from datamodules import FaceGraphDataModule
+from export import MIN_TOLERANCE, choose, tune, tune_sets
+
+
+def _row(jac: str, th: float, val: float, stress: float, folds: list[float]) -> dict:
+    return {"jaccard": jac, "combine": "product", "threshold": th, "val": {"score": val},
+            "val+train": {"score": stress}, "score": min(val, stress), "fold_scores": folds}
+
+
+def test_choose_keeps_the_least_drop_among_the_settings_within_the_noise_of_the_best() -> None:
+    best = _row("none", 0.0, 0.95, 0.90, [0.90, 0.91, 0.89, 0.90, 0.90])
+    robust = _row("topk", 0.1, 0.905, 0.899, [0.899, 0.90, 0.898, 0.899, 0.899])   # 0.001 below: within noise
+    far = _row("topk", 0.5, 0.88, 0.88, [0.88] * 5)                                  # 0.02 below: out
+    chosen, record = choose([best, robust, far], ["val", "val+train"])
+    assert chosen is robust
+    assert record["best"]["threshold"] == 0.0 and len(record["candidates"]) == 2
+    assert all(c["tolerance"] >= MIN_TOLERANCE for c in record["candidates"])
+    # noisy folds widen the tolerance: a setting 0.01 below the best is then within it
+    noisy = _row("topk", 0.3, 0.89, 0.89, [0.95, 0.85, 0.93, 0.86, 0.86])
+    assert choose([best, noisy], ["val", "val+train"])[0] is noisy
+    # one setting alone is chosen whatever its drop
+    assert choose([best], ["val", "val+train"])[0] is best
+
+
+def test_tune_sets_put_the_validation_faces_among_the_training_faces() -> None:
+    dm = FaceGraphDataModule(synthetic=SyntheticConfig(n_identities=60, seed=3), k=10, val_fraction=0.3)
+    dm.setup("fit")
+    alone, among = tune_sets(dm)
+    v, t = dm.val_graph, dm.train_graph
+    assert alone.name == "val" and alone.mask is None and alone.nbrs is v.nbrs
+    assert among.name == "val+train" and len(among.labels) == len(v) + len(t) and among.mask.sum() == len(v)
+    np.testing.assert_array_equal(among.x[: len(v)], v.x)
+    assert among.nbrs.shape == (len(v) + len(t), 10) and (among.nbrs[:, 0] == np.arange(len(among.labels))).all()
+    # denser: a validation face's K-th neighbour is at least as close among the training faces as alone
+    assert (among.sims[: len(v), -1] >= v.sims[:, -1] - 1e-6).all()
+    assert [s.name for s in tune_sets(dm, distractors=False)] == ["val"]
+
+
+def test_tune_scores_every_grid_point_on_both_sets_and_keeps_the_worse() -> None:
+    dm = FaceGraphDataModule(synthetic=SyntheticConfig(n_identities=60, seed=3), k=10, val_fraction=0.3)
+    dm.setup("fit")
+    pipe = ClusteringPipeline(dm.mean, GraphConfig(k=10, jaccard="none", transform="cosine"), device="cpu")
+    cfg, table, record = tune(pipe, tune_sets(dm), pipe.graph, jaccards=("none",), thresholds=(0.3, 0.6, 0.9))
+    assert len(table) == 3 and {r["combine"] for r in table} == {"jaccard"}  # no pair classifier: Jaccard alone
+    for r in table:
+        assert r["score"] == min(r["val"]["score"], r["val+train"]["score"])
+        assert len(r["fold_scores"]) == 5
+    assert (cfg.jaccard, cfg.combine, cfg.threshold) in {(r["jaccard"], r["combine"], r["threshold"])
+                                                         for r in table}
+    assert record["best"]["score"] == max(r["score"] for r in table)
