@@ -117,10 +117,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--write-train", metavar="DIR", help="write DIR/train_{features,labels}.npy and exit")
     ap.add_argument("--json", help="write every record here")
     ap.add_argument("--train-identities", type=int, default=TRAIN["n_identities"],
-                    help="identities of the train file (the rungs scale with it); tests use a tiny value")
+                    help="identities of the train file (the rungs scale with it unless --rung-identities is given); "
+                         "tests use a tiny value")
+    ap.add_argument("--train-seed", type=int, default=TRAIN["seed"],
+                    help="generator seed of the train file (benchmarks/ladder.py draws several)")
+    ap.add_argument("--rung-identities", type=int,
+                    help="identities of the 1x rung (default: --train-identities); the rungs stay the same for "
+                         "every train file when this is fixed")
     args = ap.parse_args(argv)
 
-    train_cfg = {**TRAIN, "n_identities": args.train_identities}
+    train_cfg = {**TRAIN, "n_identities": args.train_identities, "seed": args.train_seed}
+    rung_ids = args.rung_identities or args.train_identities
     train = make_synthetic(**train_cfg)
     if args.write_train:
         folder = Path(args.write_train)
@@ -132,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     t_start = time.perf_counter()
     splits = {"train": train}
     for mult in args.sizes:
-        splits[f"{mult}x"] = make_synthetic(**rung_config(mult, args.train_identities))
+        splits[f"{mult}x"] = make_synthetic(**rung_config(mult, rung_ids))
     mean = fit_mean(train[0])
     graphs = {}
     for split, (feats, labels) in splits.items() if args.methods else ():  # the baselines' graphs
@@ -152,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     rungs = ["train"] + [f"{m}x" for m in args.sizes]
     print(markdown(rows, rungs))
     if args.json:
-        out = {"protocol": {"train": train_cfg, "rungs": {f"{m}x": rung_config(m, args.train_identities)
+        out = {"protocol": {"train": train_cfg, "rungs": {f"{m}x": rung_config(m, rung_ids)
                                                          for m in args.sizes}, "k": K,
                             "knn": "flat", "generator": "clustering/synthetic.py defaults"},
                "seconds": round(time.perf_counter() - t_start, 1), "records": rows}
