@@ -5,9 +5,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.requirements-installed
 
+# lfw-dlib: the repository's copy (data/lfw-dlib), else the workplace's read-only one beside it
+LFW      ?= $(firstword $(wildcard data/lfw-dlib) ../shared/data/lfw-dlib)
 # make model: train both networks on a labelled set and export one model file (CPU, minutes for lfw-dlib)
-FEATURES ?= ../shared/data/lfw-dlib/features/train.bin
-LABELS   ?= ../shared/data/lfw-dlib/labels/train.meta
+FEATURES ?= $(LFW)/features/train.bin
+LABELS   ?= $(LFW)/labels/train.meta
 DIM      ?= 128
 MODEL    ?= artifacts/model.pt
 SEED     ?= 0
