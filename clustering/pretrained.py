@@ -28,14 +28,15 @@ def default_model_path() -> Path:
     return ROOT / "pretrained" / "dlib128.pt"
 
 
-def default_model(dim: int) -> Path:
-    """The shipped model for ``dim``-wide faces (``int``); ``InputError`` with a one-line message when ``dim`` is not
-    128 (the message tells how to train a model for that width) or when the file is missing."""
+def default_model(dim: int, source: str = "features") -> Path:
+    """The shipped model for ``dim``-wide faces (``int``; ``source`` names them in messages);
+    :class:`~clustering.io.InputError` with a one-line message when ``dim`` is not 128 (it tells how to train a model
+    for that width) or when the file is missing."""
     if dim != DLIB_DIM:
-        raise InputError(f"no --model given, and the shipped model takes {DLIB_DIM}-d dlib / face_recognition "
-                         f"encodings, not {dim}-d ones: train a model on labelled faces of this width with `make "
-                         f"model FEATURES=train.npy LABELS=train_labels.npy MODEL=my_model.pt` and pass "
-                         f"--model my_model.pt")
+        raise InputError(f"{source}: {dim}-d faces and no --model: the shipped model takes {DLIB_DIM}-d dlib / "
+                         f"face_recognition encodings; train a model for {dim}-d faces from labelled ones with `make "
+                         f"model FEATURES=train.npy LABELS=train_labels.npy MODEL=my_model.pt` (DIM={dim} for a "
+                         f".bin) and pass --model my_model.pt")
     path = default_model_path()
     if not path.is_file():
         raise InputError(f"{path}: the shipped model is missing; rebuild it with `make pretrained` or pass --model")
