@@ -63,3 +63,50 @@ def test_lfw_dlib_absent(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     assert pretrained.lfw_dlib_dir() is None
     with pytest.raises(FileNotFoundError, match="lfw-dlib not found"):
         pretrained.load_lfw_dlib("train")
+
+
+def _tiny_model(path: Path, score: float, mean: np.ndarray) -> Path:
+    """An untrained 1-layer model file for 128-d faces whose meta holds a validation tuning result."""
+    import torch
+
+    from clustering.graph_config import GraphConfig
+    from clustering.pipeline import ClusteringPipeline
+    from models import SDT, SDTConfig, TopKConfig, TopKPredictor
+
+    torch.manual_seed(0)
+    kw = dict(feat_dim=128, k=10, d_model=16, num_layers=1, num_heads=2, dim_feedforward=32)
+    best = {"jaccard": "none", "combine": "product", "threshold": 0.5, "pairwise_f": score, "bcubed_f": score,
+            "score": score}
+    ClusteringPipeline(mean, GraphConfig(k=10), TopKPredictor(TopKConfig(**kw)), SDT(SDTConfig(**kw)),
+                       meta={"tuning": {"n_faces": 50, "best": best, "grid": [best]}}).save(str(path))
+    return path
+
+
+def test_make_pretrained_chooses_on_validation_then_tests(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``make pretrained`` (with --reuse: no training here) copies the seed of best validation score (ties: the
+    lowest seed), then records every seed's test numbers, their mean and sd, and the chosen file's SHA-256."""
+    import hashlib
+    import json
+
+    from scripts import make_pretrained
+
+    monkeypatch.setenv(pretrained.DATA_ENV, str(tmp_path / "data"))
+    _fake_lfw(tmp_path / "data", {"train": 40, "test": 60})
+    work = tmp_path / "work"
+    work.mkdir()
+    mean = np.full(128, 0.01, np.float32)
+    for seed, score in ((0, 0.5), (1, 0.7), (2, 0.7)):
+        _tiny_model(work / f"seed{seed}.pt", score, mean * (seed + 1))
+    out = tmp_path / "shipped" / "m.pt"
+    assert make_pretrained.main(["--out", str(out), "--workdir", str(work), "--reuse"]) == 0
+    assert out.read_bytes() == (work / "seed1.pt").read_bytes()
+    rec = json.loads(out.with_suffix(".json").read_text())
+    assert rec["chosen_seed"] == 1 and rec["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert rec["bytes"] == out.stat().st_size and "make pretrained" in rec["command"]
+    assert [rec["seeds"][s]["validation"]["score"] for s in "012"] == [0.5, 0.7, 0.7]
+    assert all(rec["seeds"][s]["reused"] and rec["seeds"][s]["train_seconds"] is None for s in "012")
+    f = [rec["seeds"][s]["test"]["pairwise_f"] for s in "012"]
+    assert rec["test_over_seeds"]["pairwise_f"] == {"mean": round(float(np.mean(f)), 4),
+                                                    "sd": round(float(np.std(f, ddof=1)), 4)}
+    assert rec["data"]["sha256"]["labels/test.meta"] == hashlib.sha256(
+        (tmp_path / "data" / "lfw-dlib" / "labels" / "test.meta").read_bytes()).hexdigest()
