@@ -65,7 +65,7 @@ def test_lfw_dlib_absent(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
         pretrained.load_lfw_dlib("train")
 
 
-def _tiny_model(path: Path, score: float, mean: np.ndarray) -> Path:
+def tiny_model(path: Path, score: float, mean: np.ndarray) -> Path:
     """An untrained 1-layer model file for 128-d faces whose meta holds a validation tuning result."""
     import torch
 
@@ -96,7 +96,7 @@ def test_make_pretrained_chooses_on_validation_then_tests(monkeypatch: pytest.Mo
     work.mkdir()
     mean = np.full(128, 0.01, np.float32)
     for seed, score in ((0, 0.5), (1, 0.7), (2, 0.7)):
-        _tiny_model(work / f"seed{seed}.pt", score, mean * (seed + 1))
+        tiny_model(work / f"seed{seed}.pt", score, mean * (seed + 1))
     out = tmp_path / "shipped" / "m.pt"
     assert make_pretrained.main(["--out", str(out), "--workdir", str(work), "--reuse"]) == 0
     assert out.read_bytes() == (work / "seed1.pt").read_bytes()
