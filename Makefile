@@ -26,8 +26,13 @@ $(STAMP): requirements.txt
 test: venv
 	$(PY) -m pytest -q
 
+# the shipped model on lfw-dlib test next to HDBSCAN, chinese whispers and kNN + Infomap (no training, ~1 min)
 demo: venv
 	$(PY) demo.py
+
+# the whole method on synthetic data, training included (a few minutes)
+demo-train: venv
+	$(PY) demo_train.py
 
 model: venv
 	$(PY) scripts/make_model.py --features $(FEATURES) --labels $(LABELS) --dim $(DIM) --out $(MODEL) --seed $(SEED)
@@ -37,6 +42,10 @@ model: venv
 # over the seeds, read after the choice). PRETRAINED_ARGS=--reuse keeps seed files already in artifacts/pretrained.
 pretrained: venv
 	$(PY) scripts/make_pretrained.py $(PRETRAINED_ARGS)
+
+# the README's figures (docs/img/*.png) from benchmarks/results/scale*.json and the shipped model
+plots: venv
+	$(PY) benchmarks/plots.py
 
 bench-quality: venv
 	$(PY) benchmarks/quality.py --datasets lfw-dlib synthetic --json benchmarks/results/quality.json

@@ -16,11 +16,18 @@ import numpy as np
 from .io import InputError, load_features, load_labels
 
 __all__ = ["DLIB_DIM", "default_model_path", "default_model", "default_model_note", "data_roots", "lfw_dlib_dir",
-           "load_lfw_dlib"]
+           "load_lfw_dlib", "repo_relative"]
 
 ROOT = Path(__file__).resolve().parents[1]
 DLIB_DIM = 128  # dlib's ResNet face descriptor, as face_recognition.face_encodings returns it
 DATA_ENV = "FACECLUSTER_DATA"  # a folder holding lfw-dlib/, tried before the repository's own data/
+
+
+def repo_relative(path: str | os.PathLike) -> str:
+    """``path`` relative to the repository root when it is inside it, else absolute: how records and messages name
+    files (so that they name no folder of this machine)."""
+    full = Path(path).resolve()
+    return str(full.relative_to(ROOT)) if full.is_relative_to(ROOT) else str(full)
 
 
 def default_model_path() -> Path:

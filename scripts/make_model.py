@@ -23,13 +23,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-
-def run_path(path: str) -> str:
-    """``path`` as the stages (run from the repository root) read it: relative to the root when inside it (so that
-    the run records and the model file's meta do not name this machine's folders), absolute otherwise."""
-    full = Path(path).resolve()
-    return str(full.relative_to(ROOT)) if full.is_relative_to(ROOT) else str(full)
+from clustering.pretrained import repo_relative  # noqa: E402  (data paths as the stages, run from ROOT, read them)
 
 
 def run(cmd: list[str], env: dict) -> None:
@@ -61,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.workdir or f"runs/{Path(args.out).stem}")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
            "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
-    data = [f"--data.features={run_path(args.features)}", f"--data.labels={run_path(args.labels)}"]
+    data = [f"--data.features={repo_relative(args.features)}", f"--data.labels={repo_relative(args.labels)}"]
     # the width of a .bin is given by --dim; .npy/.npz carry theirs (the configs' lfw-dlib value must not apply)
     data.append(f"--data.dim={args.dim}" if args.features.endswith(".bin") and args.dim else "--data.dim=null")
     t0 = time.perf_counter()

@@ -34,19 +34,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from clustering.io import atomic_write, file_sha256  # noqa: E402
-from clustering.pretrained import default_model_path, lfw_dlib_dir, load_lfw_dlib  # noqa: E402
-
-
-def shown(path: Path) -> str:
-    """``path`` relative to the repository root when inside it (records name no folder of this machine)."""
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+from clustering.pretrained import default_model_path, lfw_dlib_dir, load_lfw_dlib, repo_relative  # noqa: E402
 
 
 def train_seed(seed: int, folder: Path, out: Path) -> float:
     """Train and export one seed with ``scripts/make_model.py`` (a subprocess, one thread); the seconds taken."""
     cmd = [sys.executable, "scripts/make_model.py", "--features", str(folder / "features" / "train.bin"),
-           "--labels", str(folder / "labels" / "train.meta"), "--dim", "128", "--out", shown(out), "--seed", str(seed),
-           "--workdir", f"runs/pretrained/seed{seed}"]
+           "--labels", str(folder / "labels" / "train.meta"), "--dim", "128", "--out", repo_relative(out),
+           "--seed", str(seed), "--workdir", f"runs/pretrained/seed{seed}"]
     print("+ " + " ".join(cmd), flush=True)
     t0 = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True)
@@ -104,7 +99,7 @@ def versions() -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--out", default=str(default_model_path().relative_to(ROOT)),
+    ap.add_argument("--out", default=repo_relative(default_model_path()),
                     help="the chosen model file (its record: the same name with .json)")
     ap.add_argument("--workdir", default="artifacts/pretrained", help="one model file per seed")
     ap.add_argument("--reuse", action="store_true", help="keep a seed's model file already in --workdir")
@@ -112,14 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     folder = lfw_dlib_dir()
     if folder is None:
         raise SystemExit("error: lfw-dlib not found (data/lfw-dlib or ../shared/data/lfw-dlib)")
-    folder = Path(os.path.relpath(folder, ROOT))
+    folder = Path(repo_relative(folder))
     t0 = time.perf_counter()
     seeds = {}
     for seed in args.seeds:
         path = ROOT / args.workdir / f"seed{seed}.pt"  # relative paths: to the repository root
         reused = args.reuse and path.is_file()
         seconds = None if reused else round(train_seed(seed, folder, path), 1)
-        seeds[seed] = {"file": shown(path), "reused": reused, "train_seconds": seconds}
+        seeds[seed] = {"file": repo_relative(path), "reused": reused, "train_seconds": seconds}
 
     # the choice: validation identities of lfw-dlib train only
     val = {seed: validation(ROOT / s["file"]) for seed, s in seeds.items()}
@@ -128,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ROOT / seeds[chosen]["file"], out)
     print("validation scores: " + ", ".join(f"seed {s} {v['score']:.4f}" for s, v in val.items())
-          + f" -> seed {chosen}: {shown(out)}", flush=True)
+          + f" -> seed {chosen}: {repo_relative(out)}", flush=True)
 
     # lfw-dlib test, read only now
     feats, labels = load_lfw_dlib("test", ROOT / folder)
@@ -142,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "make pretrained (" + " ".join([Path(sys.executable).name, "scripts/make_pretrained.py",
                                                    *(argv if argv is not None else sys.argv[1:])]) + ")",
         "date": date.today().isoformat(),
-        "model": shown(out), "sha256": file_sha256(out), "bytes": out.stat().st_size,
+        "model": repo_relative(out), "sha256": file_sha256(out), "bytes": out.stat().st_size,
         "chosen_seed": chosen,
         "choice": "best validation score (mean of pairwise and BCubed F, export.py --tune's best grid point on the "
                   "identities held out from lfw-dlib train); lfw-dlib test read only after the choice",
@@ -165,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{test[seed]['bcubed_f']:.4f} | {test[seed]['n_clusters']} |")
     print(f"| mean ± sd | | {summary['pairwise_f']['mean']:.4f} ± {summary['pairwise_f']['sd']:.4f} | "
           f"{summary['bcubed_f']['mean']:.4f} ± {summary['bcubed_f']['sd']:.4f} | |")
-    print(f"wrote {shown(out)} ({record['bytes']} bytes, SHA-256 {record['sha256'][:16]}...) and "
-          f"{shown(record_path)}")
+    print(f"wrote {repo_relative(out)} ({record['bytes']} bytes, SHA-256 {record['sha256'][:16]}...) and "
+          f"{repo_relative(record_path)}")
     return 0
 
 
