@@ -24,9 +24,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from clustering.pretrained import default_model_path, lfw_dlib_dir, load_lfw_dlib  # noqa: E402
+from clustering.pretrained import default_model_path, lfw_dlib_dir, load_lfw_dlib, repo_relative  # noqa: E402
 
 METRICS = (("pairwise_f", "pairwise F (F_P)"), ("bcubed_f", "BCubed F (F_B)"))
+# legend names of the benchmarks' method keys (other names are shown as the files write them)
+LABELS = {"knn-infomap": "cosine kNN + Infomap", "hdbscan": "HDBSCAN", "fc-es": "FC-ES",
+          "topk-jaccard-oracle": "ceiling: Top-K Jaccard, oracle k*", "method": "this method"}
 
 
 def _pyplot():
@@ -40,8 +43,8 @@ def _pyplot():
 
 def ladder_points(paths: list[Path]) -> tuple[dict[str, list[tuple[int, str, float, float]]], str]:
     """``{method: [(size, rung, F_P, F_B), ...] sorted by size}`` from the ``scale*.json`` files, and the size's
-    unit ("faces" when every file records them, else "identities"). A method named alike in two files is told
-    apart by the file's name."""
+    unit ("faces" when every file records them, else "identities"). Methods are named by ``LABELS``; one named
+    alike in two files is told apart by the file's name."""
     files = {p: json.loads(p.read_text()) for p in paths}
     unit = "faces" if all("faces" in d.get("protocol", {}) for d in files.values()) else "identities"
     names = {}
@@ -56,7 +59,8 @@ def ladder_points(paths: list[Path]) -> tuple[dict[str, list[tuple[int, str, flo
             if split == "train" or split not in proto.get("rungs", {}):
                 continue
             size = proto["faces"][split] if unit == "faces" else proto["rungs"][split]["n_identities"]
-            name = r["method"] if len(names[r["method"]]) == 1 else f"{r['method']} ({p.stem})"
+            label = LABELS.get(r["method"], r["method"])
+            name = label if len(names[r["method"]]) == 1 else f"{label} ({p.stem})"
             series.setdefault(name, []).append((int(size), split, r["pairwise_f"], r["bcubed_f"]))
     return {m: sorted(v) for m, v in series.items()}, unit
 
@@ -184,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         written.append(plot_cluster_sizes(labels, pred, out, f"Cluster sizes on lfw-dlib test ({len(labels):,} "
                                                              f"faces): {model.name} against the truth"))
     for path in written:
-        print(f"wrote {path}")
+        print(f"wrote {repo_relative(path)}")
     return 0
 
 

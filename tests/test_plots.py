@@ -38,7 +38,7 @@ def test_ladder_points_read_every_row_but_train(tmp_path: Path) -> None:
     paths = _ladder(tmp_path, faces=True)
     series, unit = ladder_points(paths)
     assert unit == "identities"  # the older file does not record faces
-    assert series == {"m (scale)": [(10, "1x", 0.9, 0.8), (30, "3x", 0.9, 0.8)], "hdbscan": [(10, "1x", 0.5, 0.6)],
+    assert series == {"m (scale)": [(10, "1x", 0.9, 0.8), (30, "3x", 0.9, 0.8)], "HDBSCAN": [(10, "1x", 0.5, 0.6)],
                       "m (scale_old)": [(10, "1x", 0.7, 0.75)], "gat": [(10, "1x", 0.4, 0.5)]}
     series, unit = ladder_points(paths[:1])
     assert unit == "faces" and series["m"] == [(71, "1x", 0.9, 0.8), (215, "3x", 0.9, 0.8)]
