@@ -44,7 +44,7 @@ def main() -> int:
              "--trainer.enable_progress_bar=false", *extra], env)
     model = OUT / "model.pt"
     run([py, "export.py", "--ckpt", "runs/demo/sdt/checkpoints/best.ckpt", "--out", model, "--tune",
-         "--description", "make demo: synthetic"], env)
+         "--description", "make demo-train: synthetic"], env)
 
     feats, labels = make_synthetic(n_identities=1000, seed=7)  # new people, same embedding space as training
     np.save(OUT / "test_features.npy", feats)
