@@ -27,7 +27,8 @@ def _ladder(folder: Path, faces: bool) -> list[Path]:
     rungs = {"1x": {"n_identities": 10, "seed": 101}, "3x": {"n_identities": 30, "seed": 103}}
     a = {"protocol": {"rungs": rungs, **({"faces": {"train": 70, "1x": 71, "3x": 215}} if faces else {})},
          "records": [_rec("m", s, 0.9, 0.8) for s in ("train", "3x", "1x")] + [_rec("hdbscan", "1x", 0.5, 0.6)]}
-    b = {"protocol": {"rungs": {"1x": rungs["1x"]}}, "records": [_rec("m", "1x", 0.7, 0.75), _rec("gat", "1x", 0.4, 0.5)]}
+    b = {"protocol": {"rungs": {"1x": rungs["1x"]}},
+         "records": [_rec("m", "1x", 0.7, 0.75), _rec("gat", "1x", 0.4, 0.5)]}
     paths = [folder / "scale.json", folder / "scale_old.json"]
     for p, d in zip(paths, (a, b)):
         p.write_text(json.dumps(d))
