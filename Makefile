@@ -5,14 +5,16 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.requirements-installed
 
+# lfw-dlib: the repository's copy (data/lfw-dlib), else the workplace's read-only one beside it
+LFW      ?= $(firstword $(wildcard data/lfw-dlib) ../shared/data/lfw-dlib)
 # make model: train both networks on a labelled set and export one model file (CPU, minutes for lfw-dlib)
-FEATURES ?= ../shared/data/lfw-dlib/features/train.bin
-LABELS   ?= ../shared/data/lfw-dlib/labels/train.meta
+FEATURES ?= $(LFW)/features/train.bin
+LABELS   ?= $(LFW)/labels/train.meta
 DIM      ?= 128
 MODEL    ?= artifacts/model.pt
 SEED     ?= 0
 
-.PHONY: venv test demo model bench-quality bench-speed bench-scale clean
+.PHONY: venv test demo demo-train model pretrained plots bench-quality bench-speed bench-scale clean
 
 venv: $(STAMP)
 
@@ -24,11 +26,26 @@ $(STAMP): requirements.txt
 test: venv
 	$(PY) -m pytest -q
 
+# the shipped model on lfw-dlib test next to HDBSCAN, chinese whispers and kNN + Infomap (no training, ~1 min)
 demo: venv
 	$(PY) demo.py
 
+# the whole method on synthetic data, training included (a few minutes)
+demo-train: venv
+	$(PY) demo_train.py
+
 model: venv
 	$(PY) scripts/make_model.py --features $(FEATURES) --labels $(LABELS) --dim $(DIM) --out $(MODEL) --seed $(SEED)
+
+# the shipped model for 128-d dlib encodings: 3 seeds of `make model` on lfw-dlib train (~10 min each on one thread),
+# the one with the best validation score -> pretrained/dlib128.pt + its record pretrained/dlib128.json (test F
+# over the seeds, read after the choice). PRETRAINED_ARGS=--reuse keeps seed files already in artifacts/pretrained.
+pretrained: venv
+	$(PY) scripts/make_pretrained.py $(PRETRAINED_ARGS)
+
+# the README's figures (docs/img/*.png) from benchmarks/results/scale*.json and the shipped model
+plots: venv
+	$(PY) benchmarks/plots.py
 
 bench-quality: venv
 	$(PY) benchmarks/quality.py --datasets lfw-dlib synthetic --json benchmarks/results/quality.json

@@ -2,7 +2,11 @@
 
 Cluster a collection:
 
-    python cluster.py --model MODEL.pt --features FEATS [--dim D] [--labels LABELS] --out OUT [--metrics-json M]
+    python cluster.py [--model MODEL.pt] --features FEATS [--dim D] [--labels LABELS] --out OUT [--metrics-json M]
+
+Without ``--model``, 128-d faces (dlib / ``face_recognition`` encodings) are clustered with the shipped model
+``pretrained/dlib128.pt`` (one line on stderr says so; ``make pretrained`` rebuilds it); faces of another width need
+a model trained for them (``make model``; the error says how).
 
 Add new faces to an earlier result, without re-clustering it (incremental):
 
@@ -78,7 +82,8 @@ def _versions() -> dict:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, help="model file written by export.py")
+    ap.add_argument("--model", help="model file written by export.py (default: the shipped model "
+                                    "pretrained/dlib128.pt, for 128-d dlib / face_recognition encodings)")
     ap.add_argument("--features", required=True,
                     help="features: .npy, .npz or .bin (with --dim); with --assign-to, the NEW faces")
     ap.add_argument("--dim", type=int, help="feature dimension of a .bin file")
@@ -142,6 +147,10 @@ def _check_args(args: argparse.Namespace) -> None:
             check_input_file(getattr(args, flag), what)
     outs = _output_paths(args)
     real_in = {os.path.realpath(getattr(args, f)) for f in INPUT_FLAGS if f != "assign_to" and getattr(args, f)}
+    if args.model is None:  # the shipped model may be read
+        from clustering.pretrained import default_model_path
+
+        real_in.add(os.path.realpath(default_model_path()))
     for out in outs:
         if args.assign_to and out != args.out and os.path.realpath(out) == os.path.realpath(args.assign_to):
             raise InputError(f"{out}: output path is PREVIOUS_OUT; only --out may replace it")
@@ -234,8 +243,15 @@ def _read_inputs(args: argparse.Namespace) -> _Inputs:
     from clustering.io import (InputError, check_id_room, check_model_file, file_sha256, hash_rows,
                                load_cluster_ids, load_features, load_labels)
 
-    check_model_file(args.model)  # cheap checks before importing torch; ClusteringPipeline.load does the rest
+    if args.model is not None:
+        check_model_file(args.model)  # cheap checks before importing torch; ClusteringPipeline.load does the rest
     feats = load_features(args.features, dim=args.dim)
+    if args.model is None:  # the shipped model, for the width of these faces
+        from clustering.pretrained import default_model, default_model_note
+
+        args.model = str(default_model(feats.shape[1], args.features))
+        check_model_file(args.model)
+        print(default_model_note(args.model), file=sys.stderr)
     inputs = _Inputs(feats=feats, labels=load_labels(args.labels, n=feats.shape[0]) if args.labels else None,
                      model_sha256=file_sha256(args.model), fingerprint=hashlib.sha256())
     if args.assign_to is None:

@@ -1,7 +1,7 @@
-"""Datasets for the benchmarks: real lfw-dlib (when ``../shared/data`` is present) and the synthetic generator."""
+"""Datasets for the benchmarks: real lfw-dlib (the repository's ``data/lfw-dlib``, else ``../shared/data``; see
+:func:`clustering.pretrained.lfw_dlib_dir`) and the synthetic generator."""
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,10 +11,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from clustering.io import load_features, load_labels  # noqa: E402
+from clustering.pretrained import data_roots, lfw_dlib_dir, load_lfw_dlib  # noqa: E402
 from clustering.synthetic import make_synthetic  # noqa: E402
-
-DATA_ROOT = Path(os.environ.get("FACECLUSTER_DATA", ROOT.parent / "shared" / "data"))
 
 # Synthetic benchmark sets: "train" and "test" use different seeds (new identities, same generator).
 SYNTHETIC_SPLITS = {"train": dict(n_identities=1500, seed=1), "test": dict(n_identities=1500, seed=2)}
@@ -38,18 +36,15 @@ def largest_clusters(true: np.ndarray, pred: np.ndarray, top: int = 5) -> list[d
     return out
 
 
-def load_dataset(name: str, data_root: Path = DATA_ROOT) -> dict[str, Split] | None:
+def load_dataset(name: str) -> dict[str, Split] | None:
     """``{"train": Split, "test": Split}`` or ``None`` (with a message) when the data is absent."""
     if name == "synthetic":
         return {s: Split(s, *make_synthetic(**kw)) for s, kw in SYNTHETIC_SPLITS.items()}
     if name == "lfw-dlib":
-        folder = data_root / "lfw-dlib"
-        if not folder.is_dir():
-            print(f"[skip] lfw-dlib: {folder} is absent", file=sys.stderr)
+        folder = lfw_dlib_dir()
+        if folder is None:
+            print(f"[skip] lfw-dlib: absent from {', '.join(str(r / 'lfw-dlib') for r in data_roots())}",
+                  file=sys.stderr)
             return None
-        out = {}
-        for s in ("train", "test"):
-            f = load_features(folder / "features" / f"{s}.bin", dim=128)
-            out[s] = Split(s, np.asarray(f), load_labels(folder / "labels" / f"{s}.meta", n=f.shape[0]))
-        return out
+        return {s: Split(s, *load_lfw_dlib(s, folder)) for s in ("train", "test")}
     raise SystemExit(f"unknown dataset {name!r} (lfw-dlib, synthetic)")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common import DATA_ROOT, ROOT  # noqa: I001
-from clustering.io import load_features, load_labels
+from common import ROOT  # noqa: I001
+from clustering.pretrained import load_lfw_dlib
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,9 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fraction", type=float, default=0.8)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    folder = DATA_ROOT / "lfw-dlib"
-    feats = np.asarray(load_features(folder / "features" / "test.bin", dim=128))
-    labels = load_labels(folder / "labels" / "test.meta", n=feats.shape[0])
+    feats, labels = load_lfw_dlib("test")
     perm = np.random.default_rng(args.seed).permutation(len(feats))
     cut = int(round(args.fraction * len(feats)))
     first, rest = np.sort(perm[:cut]), np.sort(perm[cut:])

@@ -17,12 +17,12 @@ from dataclasses import replace
 
 import numpy as np
 
-from baselines import HDBSCAN_GRID, hdbscan_cluster  # noqa: I001  (benchmarks/ is the script folder)
+from baselines import HDBSCAN_GRID, best_on, hdbscan_cluster  # noqa: I001  (benchmarks/ is the script folder)
 from common import largest_clusters, load_dataset
 from clustering.edges import oracle_k
 from clustering.graph_config import GraphConfig, parse_graph_value
 from clustering.knn import knn_search
-from clustering.metrics import evaluate, selection_score
+from clustering.metrics import evaluate
 from clustering.pipeline import ClusteringPipeline
 from clustering.preprocess import fit_mean, preprocess
 from clustering.refine import refine_and_cluster
@@ -51,19 +51,26 @@ def record(dataset: str, split: str, method: str, metrics: dict, seconds: float,
             "seconds": round(seconds, 3), "params": params}
 
 
+def tune_baseline(method: str, g: dict) -> tuple[GraphConfig, dict]:
+    """The ``GRID`` threshold of ``method`` with the best selection score on the split graph ``g`` (``nbrs``,
+    ``sims``, ``labels``: the train split): ``(config, its metrics there)``."""
+    base, grid = GRID[method]
+    k = oracle_k(g["nbrs"], g["labels"]) if method == "topk-jaccard-oracle" else None
+    return best_on(g["labels"], [replace(base, threshold=float(t)) for t in grid],
+                   lambda cfg: refine_and_cluster(g["nbrs"], g["sims"], cfg, k=k))
+
+
+def tune_hdbscan(g: dict) -> tuple[int, dict]:
+    """The ``HDBSCAN_GRID`` ``min_cluster_size`` with the best selection score on the split graph ``g`` (the train
+    split): ``(min_cluster_size, its metrics there)``."""
+    return best_on(g["labels"], HDBSCAN_GRID, lambda mcs: hdbscan_cluster(g["nbrs"], g["sims"], mcs))
+
+
 def run_baselines(dataset: str, graphs: dict, methods: list[str]) -> list[dict]:
     rows = []
     for method in methods:
-        base, grid = GRID[method]
-        best = None
-        for t in grid:
-            cfg = replace(base, threshold=float(t))
-            g = graphs["train"]
-            k = oracle_k(g["nbrs"], g["labels"]) if method == "topk-jaccard-oracle" else None
-            m = evaluate(g["labels"], refine_and_cluster(g["nbrs"], g["sims"], cfg, k=k))
-            if best is None or selection_score(m) > selection_score(best[1]):
-                best = (cfg, m)
-        cfg = best[0]
+        _, grid = GRID[method]
+        cfg = tune_baseline(method, graphs["train"])[0]
         for split, g in graphs.items():
             timer = Timer()
             with timer("total"):
@@ -79,12 +86,7 @@ def run_baselines(dataset: str, graphs: dict, methods: list[str]) -> list[dict]:
 
 def run_hdbscan(dataset: str, graphs: dict) -> list[dict]:
     """HDBSCAN rows: ``min_cluster_size`` chosen on the train split, applied unchanged to every split."""
-    best = None
-    g = graphs["train"]
-    for mcs in HDBSCAN_GRID:
-        m = evaluate(g["labels"], hdbscan_cluster(g["nbrs"], g["sims"], mcs))
-        if best is None or selection_score(m) > selection_score(best[1]):
-            best = (mcs, m)
+    best = tune_hdbscan(graphs["train"])
     rows = []
     for split, g in graphs.items():
         t0 = time.perf_counter()

@@ -160,7 +160,8 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown(rows, rungs))
     if args.json:
         out = {"protocol": {"train": train_cfg, "rungs": {f"{m}x": rung_config(m, rung_ids)
-                                                         for m in args.sizes}, "k": K,
+                                                         for m in args.sizes},
+                            "faces": {split: int(len(labels)) for split, (_, labels) in splits.items()}, "k": K,
                             "knn": "flat", "generator": "clustering/synthetic.py defaults"},
                "seconds": round(time.perf_counter() - t_start, 1), "records": rows}
         with open(args.json, "w") as fh:

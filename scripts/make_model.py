@@ -23,6 +23,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from clustering.pretrained import repo_relative  # noqa: E402  (data paths as the stages, run from ROOT, read them)
 
 
 def run(cmd: list[str], env: dict) -> None:
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.workdir or f"runs/{Path(args.out).stem}")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
            "WANDB_MODE": os.environ.get("WANDB_MODE", "offline")}
-    data = [f"--data.features={os.path.abspath(args.features)}", f"--data.labels={os.path.abspath(args.labels)}"]
+    data = [f"--data.features={repo_relative(args.features)}", f"--data.labels={repo_relative(args.labels)}"]
     # the width of a .bin is given by --dim; .npy/.npz carry theirs (the configs' lfw-dlib value must not apply)
     data.append(f"--data.dim={args.dim}" if args.features.endswith(".bin") and args.dim else "--data.dim=null")
     t0 = time.perf_counter()

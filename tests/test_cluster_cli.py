@@ -29,6 +29,7 @@ from clustering.io import InputError
 from clustering.model_file import MODEL_FORMAT
 from clustering.pipeline import ClusteringPipeline
 from clustering.preprocess import fit_mean
+from clustering.pretrained import default_model_path
 from clustering.synthetic import make_synthetic
 from models import SDT, SDTConfig, TopKConfig, TopKPredictor
 
@@ -184,6 +185,9 @@ def _error_cases(d: Path) -> dict[str, tuple[list[str], str]]:
         "metrics_without_labels": ([*m, "--features", d / "x.npy", *o, "--metrics-json", "{out}/m.json"],
                                    "needs --labels"),
         "negative_seed": ([*m, "--features", d / "x.npy", *o, "--seed", -1], "--seed"),
+        # no --model: the shipped model takes 128-d faces only, and is never an output
+        "no_model_other_width": (["--features", d / "x.npy", *o], "make model"),
+        "out_is_the_shipped_model": (["--features", d / "x.npy", "--out", default_model_path()], "input"),
         # incremental
         "assign_without_previous_features": ([*m, "--features", d / "new.npy", "--assign-to", d / "prev.out", *o],
                                              "--previous-features"),
@@ -213,7 +217,7 @@ NAMES = {"labels_wrong_length": "y_short.meta", "labels_not_integers": "y_text.m
          "model_is_npy": "x.npy", "model_random_bytes": "random.pt", "model_dict_without_format": "dict.pt",
          "model_other_version": "version.pt", "model_weights_mismatch": "mismatch.pt",
          "out_folder_missing": "c.txt", "out_is_a_directory": "sub", "out_is_the_input": "x.npy",
-         "metrics_without_labels": "m.json", "negative_seed": None,
+         "metrics_without_labels": "m.json", "negative_seed": None, "out_is_the_shipped_model": "dlib128.pt",
          "assign_without_previous_features": "prev.out", "previous_features_without_assign": "prev.npy",
          "previous_out_missing": "nope.out", "previous_out_wrong_length": "prev_short.out",
          "previous_out_not_integers": "prev_text.out", "previous_features_other_dim": "prev_d16.npy",
@@ -255,9 +259,29 @@ def test_bad_input_one_line_error_and_no_output(case: str, data: dict, error_run
 
 def test_argparse_errors_exit_nonzero(tmp_path: Path) -> None:
     """A missing required flag is argparse's (usage + message, status 2): still no traceback, no output."""
-    run = run_cli(["--features", "x.npy", "--out", tmp_path / "c.txt"], tmp_path)
-    assert run.rc == 2 and "Traceback" not in run.stderr and "--model" in run.stderr
+    run = run_cli(["--model", "m.pt", "--features", "x.npy"], tmp_path)
+    assert run.rc == 2 and "Traceback" not in run.stderr and "--out" in run.stderr
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(not default_model_path().is_file(),
+                    reason=f"the shipped model {default_model_path()} is absent (make pretrained writes it)")
+def test_no_model_uses_the_shipped_model_for_128d_faces(tmp_path: Path) -> None:
+    """Without --model, 128-d faces are clustered by the shipped model, exactly as with --model naming it, and one
+    line on stderr says so."""
+    x, _ = make_synthetic(n_identities=30, dim=128, seed=3)
+    np.save(tmp_path / "x128.npy", x)
+    runs = run_all({"default": ["--features", tmp_path / "x128.npy", "--out", "{out}/c.txt"],
+                    "explicit": ["--model", default_model_path(), "--features", tmp_path / "x128.npy", "--out",
+                                 "{out}/c.txt"]}, tmp_path)
+    for name, run in runs.items():
+        assert run.rc == 0, f"{name}: {run.stderr}"
+    lines = runs["default"].stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("note: no --model given: using the shipped model"), lines
+    assert str(default_model_path()) in lines[0] and runs["explicit"].stderr == ""
+    assert (tmp_path / "default" / "c.txt").read_bytes() == (tmp_path / "explicit" / "c.txt").read_bytes()
+    side = json.loads((tmp_path / "default" / "c.txt.json").read_text())
+    assert side["model_sha256"] == hashlib.sha256(default_model_path().read_bytes()).hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------ success paths

@@ -86,3 +86,4 @@ def test_scale_ladder_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert all(0.0 <= r["pairwise_f"] <= 1.0 and r["largest"] for r in out["records"])
     n_1x = len(make_synthetic(**rung_config(1, 40))[1])
     assert sum(band["faces"] for band in rows["m", "1x"]["k_error"]) == n_1x  # every face in one band of k*
+    assert out["protocol"]["faces"]["1x"] == n_1x and out["protocol"]["faces"]["train"] == len(feats)
