@@ -1,5 +1,10 @@
 """Cluster face embeddings with an exported model: one command, no Lightning or W&B import.
 
+Cluster a folder of photos (faces found and embedded with dlib; people/index.html, faces.csv; see
+``python cluster.py photos --help`` and ``clustering/people.py``):
+
+    python cluster.py photos DIR --out people/ --model MODEL.pt
+
 Cluster a collection:
 
     python cluster.py --model MODEL.pt --features FEATS [--dim D] [--labels LABELS] --out OUT [--metrics-json M]
@@ -343,6 +348,11 @@ def _output_texts(args: argparse.Namespace, pipe, inputs: _Inputs, pred, k: int,
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["photos"]:  # the photo front end: its own arguments (clustering/people.py)
+        from clustering.people import main as photos_main
+
+        return photos_main(argv[1:])
     try:
         return _main(argv)
     except KeyboardInterrupt:  # at any moment, imports included: one line, nothing written
