@@ -267,7 +267,8 @@ def _embed(args: argparse.Namespace, settings, say):
     heif_available()  # registers the HEIC opener where pillow-heif is installed
     cache = EmbeddingCache(_cache_path(args), settings)
     try:
-        return embed_folder(args.photos, settings, cache, exclude=[args.out], batch_images=args.batch,
+        return embed_folder(args.photos, settings, cache, exclude=[args.out, os.path.join(args.out, THUMBS)],
+                            batch_images=args.batch,
                             max_pixels=args.max_pixels, progress=args.progress, say=say)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"every image embedded so far is kept in {cache.path}; a rerun goes on from there")

@@ -185,7 +185,9 @@ def decode_image(data: bytes, *, max_side: int, max_pixels: int = DEFAULT_MAX_PI
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             return Skipped("too many pixels", f"over the limit of {max_pixels:,} pixels: a decompression bomb?")
         except UnidentifiedImageError:
-            return Skipped("not an image", f"not a format this reads ({', '.join(_formats())}){_heif_hint(data)}")
+            if _is_heif(data):
+                return Skipped("HEIC without pillow-heif", "pip install pillow-heif to read it")
+            return Skipped("not an image", f"not a format this reads ({', '.join(_formats())})")
         except MemoryError:
             raise
         except Exception as exc:                                           # Pillow raises many types for bad data
@@ -205,10 +207,10 @@ def _formats() -> list[str]:
     return [f for f in PIL_FORMATS if f in Image.OPEN]
 
 
-def _heif_hint(data: bytes) -> str:
-    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypmsf1", b"ftypheim", b"ftyphevc"):
-        return "; a HEIC file: pip install pillow-heif to read it"
-    return ""
+def _is_heif(data: bytes) -> bool:
+    """An ISO media file of a HEIC/HEIF brand (what Pillow cannot read without pillow-heif)."""
+    return data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1",
+                                                   b"msf1")
 
 
 def _decode(im, max_side: int) -> Decoded:

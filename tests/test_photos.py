@@ -36,7 +36,7 @@ from clustering import people  # noqa: E402
 from clustering.gallery import least_sure, membership_support  # noqa: E402
 from clustering.graph_config import GraphConfig  # noqa: E402
 from clustering.photos import (EmbeddingCache, FaceEncoder, FaceSettings, ImageFaces, Skipped,  # noqa: E402
-                               decode_image, embed_images, list_images)
+                               decode_image, embed_images, heif_available, list_images)
 from clustering.pipeline import ClusteringPipeline  # noqa: E402
 from models import SDT, SDTConfig, TopKConfig, TopKPredictor  # noqa: E402
 
@@ -212,6 +212,10 @@ def test_broken_files_are_skipped_with_their_reason() -> None:
         assert time.perf_counter() - t < 1.0, f"{name} took {time.perf_counter() - t:.1f} s"
     small = decode_image(variants()["astronaut.png"], max_side=1600, max_pixels=100_000)  # 262,144 pixels
     assert isinstance(small, Skipped) and small.reason == "too many pixels"
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485  # Pillow's own limit, restored
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(100)
+    if not heif_available():
+        assert decode_image(heic, max_side=1600).reason == "HEIC without pillow-heif"
 
 
 def test_astronaut_face_embedding_is_dlibs_deterministic_and_lfw_like(encoder: FaceEncoder) -> None:
@@ -312,7 +316,7 @@ def test_cache_rerun_added_photo_and_kept_ids(photos: Path, models: dict, tmp_pa
     alone and the earlier faces keep their ids; an edit of the cluster column is kept."""
     d = tmp_path / "photos"
     shutil.copytree(photos, d)
-    out = tmp_path / "people"
+    out = d / "people"                                       # inside the photo folder: left out of the photos
     args = [d, "--out", out, "--model", models["a"], *FAST]
     rc, stdout, _ = run_photos(args, capsys)
     assert rc == 0 and "7 images read (7 embedded now, 0 from the cache)" in stdout
@@ -442,9 +446,10 @@ def test_gallery_links_exist_rows_by_size_names_escaped(photos: Path, models: di
     d = tmp_path / "photos"
     shutil.copytree(photos, d)
     shutil.copy(d / "astronaut.png", d / NASTY)
-    out = tmp_path / "people"
-    rc, _, err = run_photos([d, "--out", out, "--model", models["a"], *FAST], capsys)
-    assert rc == 0, err
+    out = d                                                  # the page beside the photos: thumbs/ left out
+    for run in range(2):
+        rc, stdout, err = run_photos([d, "--out", out, "--model", models["a"], *FAST], capsys)
+        assert rc == 0 and "8 images read" in stdout, err
     text = (out / "index.html").read_text(encoding="utf-8")
     assert "<b>" not in text and "we &lt;b&gt;&amp;amp;" in text
     page = _Page()
