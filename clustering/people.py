@@ -7,9 +7,10 @@ Every image under DIR (recursively; hidden files and folders, and PEOPLE itself,
 found, aligned and embedded (:mod:`clustering.photos`: dlib's HOG detector, 5-point landmarks and ResNet, the encoder
 of the lfw-dlib embeddings), the embeddings clustered with MODEL (a model file for 128-d input), and PEOPLE gets:
 
-* ``faces.csv``: one row per face: ``face_id`` (the first 16 hex digits of the photo's SHA-256, ``-``, the face's
-  number in the photo; a photo stored twice lists its faces under both names with the same ids), ``file`` (relative
-  to DIR), ``left, top, right, bottom`` (pixels of the photo after its EXIF rotation; right and bottom exclusive),
+* ``faces.csv`` (UTF-8): one row per face: ``face_id`` (the first 16 hex digits of the photo's SHA-256, ``-``, the
+  face's number in the photo; a photo stored twice lists its faces under both names with the same ids), ``file``
+  (relative to DIR; the bytes of a name that is not UTF-8 as ``\\xNN``), ``left, top, right, bottom`` (pixels of
+  the photo after its EXIF rotation; right and bottom exclusive),
   ``score`` (the detector's), ``cluster`` (the person), ``support`` and ``least_sure`` (:mod:`clustering.gallery`);
 * ``index.html`` and ``thumbs/``: the people as a page (:mod:`clustering.gallery`), opened from disk;
 * ``embeddings.npy``: the ``(faces, 128)`` float32 embeddings, in ``faces.csv``'s order (for ``cluster.py
@@ -220,7 +221,7 @@ def _read_faces_csv(path: str) -> list[tuple[str, int]]:
 
     check_input_file(path, "previous faces.csv")
     try:
-        with open(path, newline="", encoding="utf-8", errors="surrogateescape") as fh:
+        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
             reader = csv.reader(fh)
             header = tuple(next(reader, ()))
             if header != CSV_COLUMNS:
@@ -379,7 +380,7 @@ def _outputs(args: argparse.Namespace, table: FaceTable, ids, support, unsure, c
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
     for i, face_id in enumerate(table.face_ids):
-        w.writerow([face_id, table.files[i], *table.boxes[i].tolist(), f"{table.scores[i]:.4f}", int(ids[i]),
+        w.writerow([face_id, _utf8(table.files[i]), *table.boxes[i].tolist(), f"{table.scores[i]:.4f}", int(ids[i]),
                     f"{support[i]:.4f}", int(unsure[i])])
     out_abs = os.path.abspath(args.out)
     gallery = [GalleryFace(face_id=f, file=table.files[i], person=int(ids[i]), support=float(support[i]),
@@ -391,6 +392,11 @@ def _outputs(args: argparse.Namespace, table: FaceTable, ids, support, unsure, c
     where = {f: (table.shas[i], table.idx[i]) for i, f in enumerate(table.face_ids)}
     thumbs = {g.face_id: where[g.face_id] for g in shown}
     return {"faces.csv": buf.getvalue(), "embeddings.npy": table.feats, "index.html": html}, thumbs
+
+
+def _utf8(name: str) -> str:
+    """A file name as valid UTF-8 text: the bytes of a name that is not UTF-8 as ``\\xNN`` escapes."""
+    return os.fsencode(name).decode("utf-8", errors="backslashreplace")
 
 
 def _relative(path: str, start: str) -> str | None:
@@ -466,10 +472,9 @@ def _record(args, pipe, model_sha: str, settings, table: FaceTable, found, count
 
 
 def _writer(value):
-    """A writer for :meth:`AtomicFiles.commit`: text as UTF-8 (file names that are not UTF-8 kept byte for
-    byte), an array as ``.npy``."""
+    """A writer for :meth:`AtomicFiles.commit`: text as UTF-8, an array as ``.npy``."""
     if isinstance(value, str):
-        data = value.encode("utf-8", errors="surrogateescape")
+        data = value.encode("utf-8")
         return lambda fh: fh.write(data)
     import numpy as np
 

@@ -600,7 +600,7 @@ def embed_folder(root: str, settings: FaceSettings, cache: EmbeddingCache, *, ex
             bar.update(1)
         batch, waiting = [], []
 
-    bar = tqdm(total=len(todo), unit="img", desc="faces", disable=None if progress is None else not progress,
+    bar = tqdm(total=len(todo), unit="img", desc="photos", disable=None if progress is None else not progress,
                dynamic_ncols=True)
     try:
         for rel, st in todo:

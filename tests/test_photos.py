@@ -21,7 +21,7 @@ import time
 import zlib
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_to_bytes
 
 import numpy as np
 import pytest
@@ -45,6 +45,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 FACE_BOX = (179, 83, 267, 171)            # astronaut's face, dlib's HOG box at upsample 0 (right/bottom exclusive)
 FAST = ["--upsample", "0", "--max-side", "512"]  # astronaut's face at 512 px needs no upsampling: 4x faster
 NASTY = "we <b>&amp; \"you\" 'n' #1 %20.png"       # a file name HTML and URLs must escape
+LATIN1 = b"caf\xe9.png"                                # a file name that is not UTF-8
 
 
 def make_model(path: Path, seed: int = 0) -> Path:
@@ -446,10 +447,11 @@ def test_gallery_links_exist_rows_by_size_names_escaped(photos: Path, models: di
     d = tmp_path / "photos"
     shutil.copytree(photos, d)
     shutil.copy(d / "astronaut.png", d / NASTY)
+    shutil.copy(d / "astronaut.png", os.path.join(os.fsencode(d), LATIN1))
     out = d                                                  # the page beside the photos: thumbs/ left out
     for run in range(2):
         rc, stdout, err = run_photos([d, "--out", out, "--model", models["a"], *FAST], capsys)
-        assert rc == 0 and "8 images read" in stdout, err
+        assert rc == 0 and "9 images read" in stdout, err
     text = (out / "index.html").read_text(encoding="utf-8")
     assert "<b>" not in text and "we &lt;b&gt;&amp;amp;" in text
     page = _Page()
@@ -462,10 +464,30 @@ def test_gallery_links_exist_rows_by_size_names_escaped(photos: Path, models: di
     assert sorted(people_sizes, reverse=True) == sorted((s for s in sizes if s > 1), reverse=True)
     assert any(link.endswith(".jpg") and link.startswith("thumbs/") for link in page.links)
     for link in page.links:
-        assert (out / unquote(link)).exists(), link
+        assert os.path.exists(os.path.join(os.fsencode(out), unquote_to_bytes(link))), link
     assert any(unquote(link).endswith(NASTY) for link in page.links)
+    assert any(unquote_to_bytes(link) == LATIN1 for link in page.links)
+    assert "caf\ufffd.png" in text                                         # shown with a replacement character
+    assert ",caf\\xe9.png," in (out / "faces.csv").read_text(encoding="utf-8")  # UTF-8, the byte escaped
     assert sorted(page.unsure) == sorted(r["face_id"] for r in rows if r["least_sure"] == "1")
     assert len(os.listdir(out / "thumbs")) == len({r["face_id"] for r in rows})
+
+
+def test_fifo_and_unreadable_files_are_skipped_not_waited_for(models: dict, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture) -> None:
+    d = tmp_path / "photos"
+    d.mkdir()
+    (d / "astronaut.png").write_bytes(variants()["astronaut.png"])
+    os.mkfifo(d / "pipe.jpg")
+    (d / "secret.jpg").write_bytes(variants()["astronaut.jpg"])
+    os.chmod(d / "secret.jpg", 0)
+    unreadable = not os.access(d / "secret.jpg", os.R_OK)                  # root reads it anyway
+    t = time.perf_counter()
+    rc, stdout, stderr = run_photos([d, "--out", tmp_path / "people", "--model", models["a"], *FAST], capsys)
+    assert rc == 0 and time.perf_counter() - t < 60
+    assert [ln for ln in stderr.splitlines() if "pipe.jpg" in ln] == [f"skipped: {d / 'pipe.jpg'}: not a regular file"]
+    if unreadable:
+        assert "secret.jpg: unreadable (Permission denied)" in stderr
 
 
 def test_least_sure_marks_the_weakest_tenth_of_grouped_faces() -> None:

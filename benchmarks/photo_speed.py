@@ -1,0 +1,174 @@
+"""Seconds per image and per face of ``cluster.py photos`` on this CPU; prints a Markdown table.
+
+    python benchmarks/photo_speed.py [--model MODEL.pt] [--json benchmarks/results/photo_speed.json]
+
+No photo collection ships with the project, so the folder is made from what does (scikit-image's sample images):
+
+* ``lfw-like``: the 100 face crops of ``skimage.data.lfw_subset()`` (25 x 25 gray crops of LFW photos), scaled
+  to 250 x 250 (the size of an LFW photo), one face each: blurred faces, but of LFW's people and size;
+* ``samples``: scikit-image's sample photos that ship with it (astronaut, coffee, chelsea, rocket, ...; 300 to
+  1411 pixels wide; only astronaut has a face);
+* ``12 MP``: 10 JPEGs of 4032 x 3024 pixels (a phone photo), each a different crop of the astronaut scaled up,
+  one face of about 520 pixels each.
+
+Stages, per image (one process, the default settings: HOG, upsample 1, longest side 1600): ``decode`` (Pillow,
+EXIF, RGB, scaled to 1600), ``detect`` (dlib's HOG), ``align`` (5-point landmarks and the two chips, per face) and
+``embed`` (the ResNet on all faces of a group in batches of 8 images, per face). Wall and CPU seconds (this
+process's; other jobs sharing the cores inflate wall time far more than CPU time). Then the command itself, end to
+end, on the whole folder: a first run (everything embedded) and a rerun (everything from the cache).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SAMPLES = ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "moon", "page", "text", "clock",
+           "immunohistochemistry", "hubble_deep_field", "retina", "colorwheel", "grass", "brick", "gravel")
+
+
+def make_folder(root: Path) -> dict[str, list[Path]]:
+    """The three groups of the module docstring, written under ``root``: ``{group: [paths]}``."""
+    import skimage.data as skdata
+    from PIL import Image
+
+    groups: dict[str, list[Path]] = {"lfw-like": [], "samples": [], "12 MP": []}
+    for group in groups:
+        (root / group).mkdir(parents=True, exist_ok=True)
+    faces = skdata.lfw_subset()[:100]  # the first 100 are faces, the other 100 not
+    for i, face in enumerate(faces):
+        p = root / "lfw-like" / f"face_{i:03d}.jpg"
+        Image.fromarray((face * 255).round().astype(np.uint8)).resize((250, 250), Image.Resampling.BICUBIC).save(
+            p, quality=92)
+        groups["lfw-like"].append(p)
+    for name in SAMPLES:
+        p = root / "samples" / f"{name}.jpg"
+        Image.fromarray(getattr(skdata, name)()).convert("RGB").save(p, quality=92)
+        groups["samples"].append(p)
+    big = Image.fromarray(skdata.astronaut()).resize((3072, 3072), Image.Resampling.BICUBIC)
+    for i in range(10):
+        canvas = Image.new("RGB", (4032, 3024), (90 + 10 * i, 110, 130))
+        canvas.paste(big.crop((0, 40 * i, 3072, 40 * i + 3024)), (60 * i, 0))
+        p = root / "12 MP" / f"phone_{i:02d}.jpg"
+        canvas.save(p, quality=90)
+        groups["12 MP"].append(p)
+    return groups
+
+
+class Clock:
+    """Wall and CPU seconds per stage, summed."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    def __call__(self, stage: str, fn, *args, **kwargs):
+        t, c = time.perf_counter(), time.process_time()
+        out = fn(*args, **kwargs)
+        self.wall[stage] = self.wall.get(stage, 0.0) + time.perf_counter() - t
+        self.cpu[stage] = self.cpu.get(stage, 0.0) + time.process_time() - c
+        return out
+
+
+def stage_times(paths: list[Path], encoder, settings) -> dict:
+    """Per-stage seconds over a group of images (see the module docstring)."""
+    from clustering.photos import Skipped, decode_image
+
+    clock = Clock()
+    n_faces, chips = 0, []
+    for i, p in enumerate(paths):
+        data = p.read_bytes()
+        img = clock("decode", decode_image, data, max_side=settings.max_side)
+        if isinstance(img, Skipped):
+            raise SystemExit(f"{p}: {img.message()}")
+        found = clock("detect", encoder.detect, img.pixels, settings.upsample, settings.min_score)
+        for rect, _ in found:
+            chips.append(clock("align", encoder.chips, img.pixels, rect)[0])
+        n_faces += len(found)
+        if (i + 1) % 8 == 0 or i + 1 == len(paths):
+            clock("embed", encoder.embed, chips)
+            chips = []
+    n = len(paths)
+    row = {"images": n, "faces": n_faces}
+    for stage in ("decode", "detect", "align", "embed"):
+        per = n if stage in ("decode", "detect") else max(n_faces, 1)
+        row[stage] = {"wall_s_per_" + ("image" if per == n else "face"): round(clock.wall.get(stage, 0.0) / per, 4),
+                      "cpu_s_per_" + ("image" if per == n else "face"): round(clock.cpu.get(stage, 0.0) / per, 4)}
+    row["wall_s_per_image"] = round(sum(clock.wall.values()) / n, 4)
+    row["cpu_s_per_image"] = round(sum(clock.cpu.values()) / n, 4)
+    return row
+
+
+def end_to_end(folder: Path, model: Path, out: Path) -> list[dict]:
+    """``cluster.py photos`` on the whole folder, twice: wall seconds and its printed seconds per stage."""
+    runs = []
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    cmd = [sys.executable, "cluster.py", "photos", str(folder), "--out", str(out), "--model", str(model)]
+    for label in ("first run", "rerun (cache)"):
+        t = time.perf_counter()
+        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t
+        if p.returncode != 0:
+            raise SystemExit(f"cluster.py photos failed: {p.stderr.strip()}")
+        runs.append({"run": label, "wall_s": round(wall, 2), "stdout": p.stdout.strip().splitlines()})
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="a 128-d model file (default: cosine kNN + Infomap, no networks: the clustering "
+                                    "takes a fraction of a second here either way)")
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args(argv)
+
+    from clustering.graph_config import GraphConfig
+    from clustering.photos import FaceEncoder, FaceSettings, encoder_versions
+    from clustering.pipeline import ClusteringPipeline
+
+    load = [round(v, 2) for v in os.getloadavg()]
+    settings = FaceSettings()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        groups = make_folder(tmp / "photos")
+        model = Path(args.model) if args.model else tmp / "model.pt"
+        if not args.model:
+            ClusteringPipeline(None, GraphConfig(k=10, jaccard="none", transform="cosine", threshold=0.9)).save(
+                str(model))
+        t = time.perf_counter()
+        encoder = FaceEncoder("hog")
+        load_s = time.perf_counter() - t
+        rows = {g: stage_times(paths, encoder, settings) for g, paths in groups.items()}
+        runs = end_to_end(tmp / "photos", model, tmp / "people")
+    result = {"settings": settings.describe(), "encoder_load_s": round(load_s, 2), "groups": rows,
+              "end_to_end": runs, "model": args.model or "cosine kNN + Infomap (K 10, threshold 0.9), no networks",
+              "loadavg_before": load, "loadavg_after": [round(v, 2) for v in os.getloadavg()],
+              "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+              "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "versions": encoder_versions(),
+              "date": time.strftime("%Y-%m-%d")}
+    print("| group | images | faces | decode s/img | HOG s/img | align s/face | embed s/face | total s/img |")
+    print("|---|---|---|---|---|---|---|---|")
+    for g, r in rows.items():
+        print(f"| {g} | {r['images']} | {r['faces']} | {r['decode']['wall_s_per_image']:.3f} | "
+              f"{r['detect']['wall_s_per_image']:.3f} | {r['align']['wall_s_per_face']:.3f} | "
+              f"{r['embed']['wall_s_per_face']:.3f} | {r['wall_s_per_image']:.3f} |")
+    for run in runs:
+        print(f"{run['run']}: {run['wall_s']} s: " + " / ".join(run["stdout"]))
+    print(f"load average before {load}, after {result['loadavg_after']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
