@@ -15,7 +15,8 @@ Stages, per image (one process, the default settings: HOG, upsample 1, longest s
 EXIF, RGB, scaled to 1600), ``detect`` (dlib's HOG), ``align`` (5-point landmarks and the two chips, per face) and
 ``embed`` (the ResNet on all faces of a group in batches of 8 images, per face). Wall and CPU seconds (this
 process's; other jobs sharing the cores inflate wall time far more than CPU time). Then the command itself, end to
-end, on the whole folder: a first run (everything embedded) and a rerun (everything from the cache).
+end, on the whole folder: a first run (everything embedded) and a rerun (everything from the cache); and dlib's CNN
+detector (``--detector cnn``) on the astronaut alone.
 """
 from __future__ import annotations
 
@@ -110,6 +111,23 @@ def stage_times(paths: list[Path], encoder, settings) -> dict:
     return row
 
 
+def cnn_times() -> dict:
+    """``--detector cnn`` (dlib's MMOD CNN) on the astronaut (512 x 512) at upsample 0 and 1: wall and CPU s."""
+    import skimage.data as skdata
+
+    from clustering.photos import FaceEncoder
+
+    enc = FaceEncoder("cnn")
+    pixels = np.ascontiguousarray(skdata.astronaut())
+    out = {}
+    for up in (0, 1):
+        t, c = time.perf_counter(), time.process_time()
+        found = enc.detect(pixels, up, 0.0)
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+        out[f"upsample {up}"] = {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "faces": len(found)}
+    return out
+
+
 def end_to_end(folder: Path, model: Path, out: Path) -> list[dict]:
     """``cluster.py photos`` on the whole folder, twice: wall seconds and its printed seconds per stage."""
     runs = []
@@ -149,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         encoder = FaceEncoder("hog")
         load_s = time.perf_counter() - t
         rows = {g: stage_times(paths, encoder, settings) for g, paths in groups.items()}
+        cnn = cnn_times()
         runs = end_to_end(tmp / "photos", model, tmp / "people")
-    result = {"settings": settings.describe(), "encoder_load_s": round(load_s, 2), "groups": rows,
+    result = {"settings": settings.describe(), "encoder_load_s": round(load_s, 2), "groups": rows, "cnn": cnn,
               "end_to_end": runs, "model": args.model or "cosine kNN + Infomap (K 10, threshold 0.9), no networks",
               "loadavg_before": load, "loadavg_after": [round(v, 2) for v in os.getloadavg()],
               "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
@@ -164,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['embed']['wall_s_per_face']:.3f} | {r['wall_s_per_image']:.3f} |")
     for run in runs:
         print(f"{run['run']}: {run['wall_s']} s: " + " / ".join(run["stdout"]))
+    print("cnn detector on the astronaut (512 x 512): " + ", ".join(f"{k} {v['wall_s']} s ({v['cpu_s']} s CPU)"
+                                                                  for k, v in cnn.items()))
     print(f"load average before {load}, after {result['loadavg_after']}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
