@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> dict:
     """Check the arguments and reserve the outputs, read the inputs, load the model, cluster (or assign the new
     faces to PREVIOUS_OUT's clusters), then write every output at once. Returns the result (metrics with labels)."""
     from clustering.io import AtomicFiles
-    from clustering.run_record import one_line
+    from clustering.cli import one_line
 
     t_start = time.perf_counter()
     _check_args(args)
@@ -363,32 +363,14 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     args = parse_args(argv)
     logging.basicConfig(format="note: %(message)s", level=logging.WARNING)  # library warnings (kNN on the CPU)
-    from clustering.io import InputError
-    from clustering.run_record import one_line
+    from clustering.cli import run_reporting_errors
 
-    try:
-        result = run(args)
-    except InputError as err:
-        print(f"error: {one_line(err)}", file=sys.stderr)
-        return 2
-    except MemoryError:
-        print(f"error: {args.features}: out of memory; try --knn-method ivf or a smaller --batch-size",
-              file=sys.stderr)
-        return 3
-    except KeyboardInterrupt:
-        raise
-    except OSError as err:
-        if args.traceback:
-            raise
-        where = err.filename or args.out
-        print(f"error: {where}: {one_line(err.strerror or err)}", file=sys.stderr)
-        return 1
-    except Exception as err:  # a bug, not bad input: still one line, the traceback on request
-        if args.traceback:
-            raise
-        print(f"error: unexpected {type(err).__name__}: {one_line(err)} (rerun with --traceback for details)",
-              file=sys.stderr)
-        return 1
+    status, result = run_reporting_errors(
+        lambda: run(args), traceback=args.traceback,
+        out_of_memory=f"{args.features}: out of memory; try --knn-method ivf or a smaller --batch-size",
+        where=lambda err: err.filename or args.out)
+    if status:
+        return status
     line = f"{result['n_faces']} faces -> {result['n_clusters']} clusters"
     if "n_new" in result:
         line += (f" ({result['n_new']} new faces: {result['n_joined']} joined existing clusters, "

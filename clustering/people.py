@@ -524,31 +524,16 @@ def _main(argv: list[str] | None) -> int:
     logging.basicConfig(format="note: %(message)s", level=logging.WARNING)
     import sqlite3
 
-    from .io import InputError
-    from .run_record import one_line
+    from .cli import run_reporting_errors
 
-    try:
-        counts = run(args)
-    except InputError as err:
-        print(f"error: {one_line(err)}", file=sys.stderr)
-        return 2
-    except MemoryError:
-        print(f"error: {args.photos}: out of memory; try a smaller --max-side or --max-pixels", file=sys.stderr)
-        return 3
-    except KeyboardInterrupt:
-        raise
-    except (OSError, sqlite3.Error) as err:
-        if args.traceback:
-            raise
-        where = getattr(err, "filename", None) or (_cache_path(args) if isinstance(err, sqlite3.Error) else args.out)
-        print(f"error: {where}: {one_line(getattr(err, 'strerror', None) or err)}", file=sys.stderr)
-        return 1
-    except Exception as err:  # a bug, not bad input: still one line, the traceback on request
-        if args.traceback:
-            raise
-        print(f"error: unexpected {type(err).__name__}: {one_line(err)} (rerun with --traceback for details)",
-              file=sys.stderr)
-        return 1
+    status, counts = run_reporting_errors(
+        lambda: run(args), traceback=args.traceback,
+        out_of_memory=f"{args.photos}: out of memory; try a smaller --max-side or --max-pixels",
+        where=lambda err: getattr(err, "filename", None) or (_cache_path(args) if isinstance(err, sqlite3.Error)
+                                                             else args.out),
+        environment=(OSError, sqlite3.Error))
+    if status:
+        return status
     for line in _summary_lines(counts, args):
         print(line)
     print(f"wrote {os.path.join(args.out, 'index.html')} and faces.csv; seconds: "

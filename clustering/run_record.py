@@ -11,16 +11,11 @@ import json
 import os
 import platform
 import sys
-from typing import Any
+from .cli import one_line
 
-__all__ = ["versions", "run_record", "read_record", "check_same_model", "dumps", "one_line", "RECORD_MAX_BYTES"]
+__all__ = ["versions", "run_record", "read_record", "check_same_model", "dumps", "RECORD_MAX_BYTES"]
 
 RECORD_MAX_BYTES = 64 << 20  # a record is a few KB; a larger file is not one
-
-
-def one_line(text: Any) -> str:
-    """``text`` with every run of white space (newlines included) as one space: a message fit for one line."""
-    return " ".join(str(text).split())
 
 
 def versions(**extra: str) -> dict:
