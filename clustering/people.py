@@ -53,7 +53,7 @@ CACHE_NAME = "cache.sqlite"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from .photos import DEFAULT_MAX_PIXELS, DETECTORS, FaceSettings
+    from .photos import BATCH_SECONDS, DEFAULT_MAX_PIXELS, DETECTORS, FaceSettings
 
     d = FaceSettings()
     ap = argparse.ArgumentParser(prog="cluster.py photos", description=__doc__,
@@ -76,8 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
                     help=f"refuse images with more pixels (decompression bombs; default {DEFAULT_MAX_PIXELS:,})")
     ap.add_argument("--batch", type=int, default=8, metavar="N",
-                    help="images per call of the encoder and per cache transaction (default 8; an interrupted run "
-                         "loses at most the batch in progress)")
+                    help="images per call of the encoder and per cache transaction, at most (default 8; a batch is "
+                         f"also stored {BATCH_SECONDS:g} s after its first image: an interrupt loses at most the "
+                         f"batch in progress)")
     ap.add_argument("--recluster", action="store_true",
                     help="ignore an earlier result in PEOPLE: cluster every face afresh (people get new ids)")
     ap.add_argument("--seed", type=int, default=None, help="Infomap seed (default: the model's)")

