@@ -515,8 +515,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
     except KeyboardInterrupt as exc:  # at any moment: one line; the cache keeps what was embedded
-        more = f" {exc}" if str(exc) else ""
-        print(f"error: interrupted; nothing written to the output folder.{more}", file=sys.stderr)
+        more = f"; {exc}" if str(exc) else ""
+        print(f"error: interrupted: nothing written to the output folder{more}", file=sys.stderr)
         return 130
 
 
