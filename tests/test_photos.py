@@ -265,6 +265,20 @@ def test_every_variant_gives_the_same_face(encoder: FaceEncoder) -> None:
     assert isinstance(none[0], Skipped) and none[1].faces == [] and none[2].faces == []
 
 
+def test_cnn_detector_finds_the_face_and_embeds_it_like_hog(encoder: FaceEncoder) -> None:
+    """``--detector cnn`` (dlib's MMOD CNN, slow on a CPU: a 256 x 256 crop around the face, no upsampling): one
+    face, over the HOG box, and an embedding close to the HOG one (the 5 landmarks, not the box, align the chip)."""
+    crop = _png(np.ascontiguousarray(skdata.astronaut()[0:256, 100:356]))
+    cnn = embed_images(FaceEncoder("cnn"), [crop], FaceSettings(detector="cnn", upsample=0))[0]
+    hog = embed_images(encoder, [crop], FaceSettings(upsample=0))[0]
+    assert len(cnn.faces) == 1 and cnn.faces[0].score > 0.5
+    l, t, r, b = cnn.faces[0].box
+    hl, ht, hr, hb = max(hog.faces, key=lambda f: f.score).box
+    assert l <= hl + 20 and t <= ht + 20 and r >= hr - 20 and b >= hb - 20, (cnn.faces[0].box, (hl, ht, hr, hb))
+    dist = np.linalg.norm(cnn.faces[0].embedding - max(hog.faces, key=lambda f: f.score).embedding)
+    assert dist < 0.1, dist
+
+
 def _png(a: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(a).save(buf, "PNG")
