@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--cache", metavar="FILE", help=f"embedding cache (default: PEOPLE/{CACHE_NAME})")
     ap.add_argument("--detector", default=d.detector, choices=DETECTORS,
                     help="dlib's HOG detector (default) or its CNN (MMOD; slow on a CPU)")
-    ap.add_argument("--upsample", type=int, default=d.upsample,
+    ap.add_argument("--upsample", type=int, default=d.upsample, metavar="N",
                     help=f"times each image is doubled before detection (default {d.upsample}: faces down to about "
                          f"40 pixels of the scaled image)")
     ap.add_argument("--max-side", type=int, default=d.max_side, metavar="PX",
