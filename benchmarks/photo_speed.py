@@ -15,12 +15,14 @@ Stages, per image (one process, the default settings: HOG, upsample 1, longest s
 EXIF, RGB, scaled to 1600), ``detect`` (dlib's HOG), ``align`` (5-point landmarks and the two chips, per face) and
 ``embed`` (the ResNet on all faces of a group in batches of 8 images, per face). Wall and CPU seconds (this
 process's; other jobs sharing the cores inflate wall time far more than CPU time). Then the command itself, end to
-end, on the whole folder: a first run (everything embedded) and a rerun (everything from the cache); and dlib's CNN
-detector (``--detector cnn``) on the astronaut alone.
+end, on the whole folder: a first run (everything embedded) and a rerun (everything from the cache); dlib's CNN
+detector (``--detector cnn``) on the astronaut alone; and what the README says of the HOG detector
+(:func:`detector_checks`).
 """
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -128,6 +130,60 @@ def cnn_times() -> dict:
     return out
 
 
+def detector_checks(encoder) -> dict:
+    """What the README's limits say of the HOG detector, measured (default settings unless said):
+
+    * ``formats``: the astronaut in 8 formats and modes: the scores of her face and of the other detections (the
+      mission patch on her sleeve), and the distance of her face's embedding to the PNG's;
+    * ``rotation``: her face's score with the picture turned by 0 to 45 degrees (None: not found);
+    * ``lfw_subset``: of the 100 ``lfw_subset`` faces (scaled to 250 x 250), how many are found at ``--min-score``
+      0 and how many of those score at most 0.3.
+    """
+    import skimage.data as skdata
+    from PIL import Image
+
+    from clustering.photos import FaceSettings, embed_images
+
+    a = Image.fromarray(skdata.astronaut())
+    saves = {"png": ("PNG", a, {}), "jpeg": ("JPEG", a, {"quality": 92}), "webp": ("WEBP", a, {"quality": 90}),
+             "gray jpeg": ("JPEG", a.convert("L"), {"quality": 92}), "cmyk jpeg": ("JPEG", a.convert("CMYK"),
+                                                                                   {"quality": 92}),
+             "palette png": ("PNG", a.convert("P"), {}), "gif": ("GIF", a, {}), "bmp": ("BMP", a, {})}
+    blobs = {}
+    for name, (fmt, im, kw) in saves.items():
+        buf = io.BytesIO()
+        im.save(buf, fmt, **kw)
+        blobs[name] = buf.getvalue()
+    results = dict(zip(blobs, embed_images(encoder, list(blobs.values()), FaceSettings())))
+    ref = max(results["png"].faces, key=lambda f: f.score).embedding
+    formats = {}
+    for name, r in results.items():
+        face = max(r.faces, key=lambda f: f.score)
+        formats[name] = {"face_score": round(face.score, 3),
+                         "other_scores": [round(f.score, 3) for f in r.faces if f is not face],
+                         "distance_to_png": round(float(np.linalg.norm(face.embedding - ref)), 4)}
+    rotation = {}
+    centre = np.array([222.0, 125.0]) - 256.0              # her face's centre, from the image's centre
+    for angle in range(0, 50, 5):
+        turned = np.ascontiguousarray(np.asarray(a.rotate(angle, resample=Image.Resampling.BICUBIC,
+                                                          fillcolor=(128, 128, 128))))
+        t = np.radians(angle)                              # where her face went (PIL turns counter-clockwise)
+        want = 256.0 + np.array([centre[0] * np.cos(t) + centre[1] * np.sin(t),
+                                 -centre[0] * np.sin(t) + centre[1] * np.cos(t)])
+        hits = [s for r, s in encoder.detect(turned, 1, 0.0)
+                if np.hypot((r.left() + r.right()) / 2 - want[0], (r.top() + r.bottom()) / 2 - want[1]) < 30]
+        rotation[str(angle)] = round(max(hits), 3) if hits else None
+    best = []
+    for face in skdata.lfw_subset()[:100]:
+        img = Image.fromarray((face * 255).round().astype(np.uint8)).resize((250, 250), Image.Resampling.BICUBIC)
+        found = encoder.detect(np.ascontiguousarray(np.asarray(img.convert("RGB"))), 1, 0.0)
+        best.append(max((s for _, s in found), default=None))
+    scores = np.array([s for s in best if s is not None])
+    return {"formats": formats, "rotation_degrees_to_face_score": rotation,
+            "lfw_subset": {"faces": 100, "found_at_min_score_0": int(scores.size),
+                           "of_those_scoring_at_most_0.3": int((scores <= 0.3).sum())}}
+
+
 def end_to_end(folder: Path, model: Path, out: Path) -> list[dict]:
     """``cluster.py photos`` on the whole folder, twice: wall seconds and its printed seconds per stage."""
     runs = []
@@ -168,8 +224,10 @@ def main(argv: list[str] | None = None) -> int:
         load_s = time.perf_counter() - t
         rows = {g: stage_times(paths, encoder, settings) for g, paths in groups.items()}
         cnn = cnn_times()
+        checks = detector_checks(encoder)
         runs = end_to_end(tmp / "photos", model, tmp / "people")
     result = {"settings": settings.describe(), "encoder_load_s": round(load_s, 2), "groups": rows, "cnn": cnn,
+              "detector_checks": checks,
               "end_to_end": runs, "model": args.model or "cosine kNN + Infomap (K 10, threshold 0.9), no networks",
               "loadavg_before": load, "loadavg_after": [round(v, 2) for v in os.getloadavg()],
               "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
@@ -185,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{run['run']}: {run['wall_s']} s: " + " / ".join(run["stdout"]))
     print("cnn detector on the astronaut (512 x 512): " + ", ".join(f"{k} {v['wall_s']} s ({v['cpu_s']} s CPU)"
                                                                   for k, v in cnn.items()))
+    print("formats (her face's score, others, distance to the PNG's embedding): " + "; ".join(
+        f"{k} {v['face_score']} {v['other_scores']} {v['distance_to_png']}" for k, v in checks["formats"].items()))
+    print(f"turned by degrees -> her face's score: {checks['rotation_degrees_to_face_score']}")
+    print(f"lfw_subset: {checks['lfw_subset']}")
     print(f"load average before {load}, after {result['loadavg_after']}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
