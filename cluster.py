@@ -1,5 +1,10 @@
 """Cluster face embeddings with an exported model: one command, no Lightning or W&B import.
 
+Cluster a folder of photos (faces found and embedded with dlib; people/index.html, faces.csv; see
+``python cluster.py photos --help`` and ``clustering/people.py``):
+
+    python cluster.py photos DIR --out people/ --model MODEL.pt
+
 Cluster a collection:
 
     python cluster.py [--model MODEL.pt] --features FEATS [--dim D] [--labels LABELS] --out OUT [--metrics-json M]
@@ -55,7 +60,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -68,16 +72,6 @@ from typing import Any
 INPUT_FLAGS = {"model": "model", "features": "features", "labels": "labels", "assign_to": "previous clustering",
                "previous_features": "previous features", "previous_labels": "previous labels"}
 PATH_FLAGS = (*INPUT_FLAGS, "out", "metrics_json")
-
-
-def _versions() -> dict:
-    import faiss
-    import infomap
-    import numpy as np
-    import torch
-
-    return {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
-            "faiss": faiss.__version__, "infomap": infomap.__version__}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -166,27 +160,16 @@ def _output_paths(args: argparse.Namespace) -> list[str]:
 
 def _check_previous(args: argparse.Namespace, prev_sha256: str, model_sha256: str, notes: list[str]) -> None:
     """PREVIOUS_FEATS and the model must be those that made PREVIOUS_OUT, as PREVIOUS_OUT.json records them."""
-    from clustering.io import InputError, check_input_file
+    from clustering.io import InputError
+    from clustering.run_record import check_same_model, read_record
 
     record = args.assign_to + ".json"
     if not os.path.exists(record):
         notes.append(f"{args.assign_to}: no {os.path.basename(record)} beside it; cannot check that "
                      f"{args.previous_features} and {args.model} are the faces and the model that made it")
         return
-    check_input_file(record, "previous clustering's record")
-    try:
-        if os.path.getsize(record) > 64 << 20:
-            raise ValueError("too large")
-        with open(record, encoding="utf-8") as fh:
-            side = json.load(fh)
-        if not isinstance(side, dict):
-            raise ValueError("not a JSON object")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"{record}: not a record written by cluster.py ({_one_line(exc)[:80]})") from None
-    if side.get("model_sha256", model_sha256) != model_sha256:
-        raise InputError(f"{args.assign_to}: made with another model ({record} records model SHA-256 "
-                         f"{str(side['model_sha256'])[:12]}..., {args.model} has {model_sha256[:12]}...); use the "
-                         f"model that made it")
+    side = read_record(record)
+    check_same_model(side, model_sha256, result=args.assign_to, record_path=record, model=args.model)
     if "features_sha256" not in side:
         notes.append(f"{record} records no fingerprint of its faces (an older cluster.py); cannot check that "
                      f"{args.previous_features} are its faces in its order")
@@ -213,6 +196,7 @@ def run(args: argparse.Namespace) -> dict:
     """Check the arguments and reserve the outputs, read the inputs, load the model, cluster (or assign the new
     faces to PREVIOUS_OUT's clusters), then write every output at once. Returns the result (metrics with labels)."""
     from clustering.io import AtomicFiles
+    from clustering.cli import one_line
 
     t_start = time.perf_counter()
     _check_args(args)
@@ -227,7 +211,7 @@ def run(args: argparse.Namespace) -> dict:
         pred, labels, k, info = (_assign_new(args, pipe, inputs, timer) if args.assign_to is not None
                                  else _cluster_all(args, pipe, inputs, timer))
         for note in inputs.notes:
-            print(f"note: {_one_line(note)}", file=sys.stderr)
+            print(f"note: {one_line(note)}", file=sys.stderr)
         result = _result(args, pred, labels, info, timer, t_start, n_new=inputs.feats.shape[0])
         texts = _output_texts(args, pipe, inputs, pred, k, info, result)
         outputs.commit({path: (lambda fh, text=text: fh.write(text.encode("utf-8")))
@@ -357,17 +341,17 @@ def _output_texts(args: argparse.Namespace, pipe, inputs: _Inputs, pred, k: int,
                   result: dict) -> dict[str, str]:
     """``{output path: text}``: OUT (one id per line), OUT.json (the record) and the metrics JSON."""
     from clustering.io import file_sha256, hash_rows
+    from clustering.run_record import dumps, run_record
 
     texts = {args.out: "".join(f"{c}\n" for c in pred.tolist())}
     if args.metrics_json:
         texts[args.metrics_json] = json.dumps(result, indent=1) + "\n"
-    sidecar = {"command": sys.argv, "cwd": os.getcwd(), "model": os.path.abspath(args.model),
-               "model_sha256": inputs.model_sha256,
-               "features": os.path.abspath(args.features), "features_bytes": os.path.getsize(args.features),
-               "features_sha256": hash_rows(inputs.fingerprint, inputs.feats).hexdigest(),
-               "n_faces": int(pred.shape[0]), "k": int(k), "seed": int(pipe.graph.seed), "graph": pipe.graph.to_dict(),
-               "knn": pipe.knn, "batch_size": pipe.batch_size, "device": pipe.device, "versions": _versions(),
-               "notes": inputs.notes, "seconds": result["seconds"], "model_meta": pipe.meta}
+    sidecar = run_record(pipe, model=args.model, model_sha256=inputs.model_sha256, k=k, notes=inputs.notes,
+                         seconds=result["seconds"],
+                         fields={"features": os.path.abspath(args.features),
+                                 "features_bytes": os.path.getsize(args.features),
+                                 "features_sha256": hash_rows(inputs.fingerprint, inputs.feats).hexdigest(),
+                                 "n_faces": int(pred.shape[0])})
     if args.assign_to is not None:
         sidecar["assign_to"] = {"previous_out": os.path.abspath(args.assign_to),
                                 "previous_out_sha256": file_sha256(args.assign_to),
@@ -375,15 +359,16 @@ def _output_texts(args: argparse.Namespace, pipe, inputs: _Inputs, pred, k: int,
                                 "previous_features_bytes": os.path.getsize(args.previous_features),
                                 "n_previous": result["n_previous"], "n_new": result["n_new"], **info,
                                 "order": "previous faces first (ids unchanged), then the new faces"}
-    texts[args.out + ".json"] = json.dumps(sidecar, indent=1, default=str) + "\n"
+    texts[args.out + ".json"] = dumps(sidecar)
     return texts
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["photos"]:  # the photo front end: its own arguments (clustering/people.py)
+        from clustering.people import main as photos_main
+
+        return photos_main(argv[1:])
     try:
         return _main(argv)
     except KeyboardInterrupt:  # at any moment, imports included: one line, nothing written
@@ -394,31 +379,14 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     args = parse_args(argv)
     logging.basicConfig(format="note: %(message)s", level=logging.WARNING)  # library warnings (kNN on the CPU)
-    from clustering.io import InputError
+    from clustering.cli import run_reporting_errors
 
-    try:
-        result = run(args)
-    except InputError as err:
-        print(f"error: {_one_line(err)}", file=sys.stderr)
-        return 2
-    except MemoryError:
-        print(f"error: {args.features}: out of memory; try --knn-method ivf or a smaller --batch-size",
-              file=sys.stderr)
-        return 3
-    except KeyboardInterrupt:
-        raise
-    except OSError as err:
-        if args.traceback:
-            raise
-        where = err.filename or args.out
-        print(f"error: {where}: {_one_line(err.strerror or err)}", file=sys.stderr)
-        return 1
-    except Exception as err:  # a bug, not bad input: still one line, the traceback on request
-        if args.traceback:
-            raise
-        print(f"error: unexpected {type(err).__name__}: {_one_line(err)} (rerun with --traceback for details)",
-              file=sys.stderr)
-        return 1
+    status, result = run_reporting_errors(
+        lambda: run(args), traceback=args.traceback,
+        out_of_memory=f"{args.features}: out of memory; try --knn-method ivf or a smaller --batch-size",
+        where=lambda err: err.filename or args.out)
+    if status:
+        return status
     line = f"{result['n_faces']} faces -> {result['n_clusters']} clusters"
     if "n_new" in result:
         line += (f" ({result['n_new']} new faces: {result['n_joined']} joined existing clusters, "
