@@ -61,7 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("photos", metavar="DIR", help="folder of photos (searched recursively)")
     ap.add_argument("--out", required=True, metavar="PEOPLE",
                     help="output folder (created if missing); an earlier result there keeps its people's ids")
-    ap.add_argument("--model", required=True, help="model file for 128-d embeddings (export.py / make model)")
+    ap.add_argument("--model", help="model file for 128-d embeddings (export.py / make model; default: the shipped "
+                                     "model pretrained/dlib128.pt, trained on lfw-dlib)")
     ap.add_argument("--cache", metavar="FILE", help=f"embedding cache (default: PEOPLE/{CACHE_NAME})")
     ap.add_argument("--detector", default=d.detector, choices=DETECTORS,
                     help="dlib's HOG detector (default) or its CNN (MMOD; slow on a CPU)")
@@ -124,6 +125,11 @@ def _check_args(args: argparse.Namespace) -> None:
             raise InputError(f"--{flag.replace('_', '-')} must be a positive integer, got {getattr(args, flag)}")
     if args.seed is not None and args.seed < 0:
         raise InputError(f"--seed must be >= 0, got {args.seed}")
+    if args.model is None:  # the shipped model: dlib's encoder gives 128-d faces
+        from .pretrained import DLIB_DIM, default_model, default_model_note
+
+        args.model = str(default_model(DLIB_DIM, args.photos))
+        print(default_model_note(args.model), file=sys.stderr)
     check_model_file(args.model)
     if os.path.lexists(args.out) and not os.path.isdir(args.out):
         raise InputError(f"{args.out}: --out must be a folder; this is a file")

@@ -330,6 +330,19 @@ def test_command_as_users_run_it(photos: Path, models: dict, tmp_path: Path) -> 
     assert not [f for f in os.listdir(out) if f.startswith(".")], "temporary files left"
 
 
+def test_without_model_the_shipped_model_is_used_and_said(photos: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    from clustering.pretrained import default_model_path
+
+    out = tmp_path / "people"
+    rc, _, err = run_photos([photos, "--out", out, *FAST], capsys)
+    assert rc == 0, err
+    notes = [ln for ln in err.splitlines() if "shipped model" in ln]
+    assert len(notes) == 1 and notes[0].startswith("note: no --model given")
+    record = json.loads((out / "run.json").read_text())
+    assert record["model_sha256"] == hashlib.sha256(default_model_path().read_bytes()).hexdigest()
+
+
 def test_cache_rerun_added_photo_and_kept_ids(photos: Path, models: dict, tmp_path: Path,
                                               capsys: pytest.CaptureFixture) -> None:
     """A rerun embeds nothing and changes no id; a copied photo is not embedded again; an added photo is embedded
