@@ -8,7 +8,7 @@ from dataclasses import MISSING, Field, fields
 from typing import Any
 
 __all__ = ["check_choice", "check_config_type", "check_divisible", "check_dropout", "check_flag", "check_integer",
-           "check_positive", "config_from_dict"]
+           "check_positive", "check_feature_rank", "config_from_dict"]
 
 
 def _value(cfg: Any, name: str) -> tuple[str, Any]:
@@ -24,6 +24,16 @@ def check_integer(cfg: Any, name: str) -> None:
     label, v = _value(cfg, name)
     if not _is_int(v):
         raise ValueError(f"{label} must be an integer, got {v!r}")
+
+
+def check_feature_rank(cfg: Any) -> None:
+    """``cfg.feature_rank`` is an integer >= 0, and 0 unless ``cfg.relational`` (feature tokens hold the whole
+    features)."""
+    label, v = _value(cfg, "feature_rank")
+    if not _is_int(v) or v < 0:
+        raise ValueError(f"{label} must be an integer >= 0, got {v!r}")
+    if v and not cfg.relational:
+        raise ValueError(f"{label} needs relational=True (feature tokens hold the whole features), got {v!r}")
 
 
 def check_positive(cfg: Any, *names: str) -> None:

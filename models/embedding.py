@@ -39,6 +39,11 @@ class NeighbourEmbedding(nn.Module):
     of 1,350 identities the Top-K predictor's k error was 0.2 on the training faces and 2.5-76 on held-out ones), and
     what it learns carries to new people. They have no per-face term (:meth:`project` is not used).
 
+    ``feature_rank = r > 0`` adds the features back through a rank-r bottleneck, :math:`U V \sqrt{F} x_j` with
+    :math:`V \in R^{r \times F}`, :math:`U \in R^{d \times r}`: room for a few directions that mean the same for
+    every identity (the recognition model's own, e.g. where its low-quality faces gather), not for the location of
+    each training identity.
+
     Args:
         feat_dim (int): feature width F.
         d_model (int): token width.
@@ -46,25 +51,35 @@ class NeighbourEmbedding(nn.Module):
             neighbours (a collection with fewer than ``max_k`` faces) uses the first K rank embeddings; nothing is
             padded.
         relational (bool): relational tokens (above) instead of feature tokens.
+        feature_rank (int): with relational tokens, the rank of the features' own term (0: none).
 
     Shapes:
         forward: x (B, K, F), sims (B, K) -> (B, K, d_model), K <= max_k. project: (..., F) -> (..., d_model).
         tokens: x (B, K, F), a (B, K, d_model) = project(x), sims (B, K) -> (B, K, d_model).
     """
 
-    def __init__(self, feat_dim: int, d_model: int, max_k: int, relational: bool = False) -> None:
+    def __init__(self, feat_dim: int, d_model: int, max_k: int, relational: bool = False,
+                 feature_rank: int = 0) -> None:
         super().__init__()
+        if feature_rank and not relational:
+            raise ValueError("feature_rank needs relational tokens (feature tokens hold the whole features)")
         self.feat_dim = feat_dim
         self.d_model = d_model
         self.max_k = max_k
         self.relational = relational
+        self.feature_rank = feature_rank
         self.proj = nn.Linear(max_k + 1 if relational else 2 * feat_dim + 2, d_model)
+        self.feature_down = nn.Linear(feat_dim, feature_rank, bias=False) if feature_rank else None  # V
+        self.feature_up = nn.Linear(feature_rank, d_model, bias=False) if feature_rank else None     # U
         self.rank_emb = nn.Embedding(max_k, d_model)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Default ``nn.Linear`` init; rank embedding N(0, 0.02)."""
         self.proj.reset_parameters()
+        if self.feature_rank:
+            self.feature_down.reset_parameters()
+            self.feature_up.reset_parameters()
         nn.init.normal_(self.rank_emb.weight, std=0.02)
 
     def project(self, x: Tensor) -> Tensor:
@@ -100,6 +115,8 @@ class NeighbourEmbedding(nn.Module):
         gap = torch.cat([sims[:, :-1] - sims[:, 1:], sims.new_zeros(B, 1)], dim=1)  # (B, K)
         w = self.proj.weight  # (d, max_k + 1)
         e = S @ w[:, :K].t() + gap.unsqueeze(-1) * w[:, self.max_k]  # (B, K, d); columns past K: zero padding
+        if self.feature_rank:
+            e = e + self.feature_up(self.feature_down(x * math.sqrt(self.feat_dim)))  # (B, K, d) through rank r
         return e + self.proj.bias + self.rank_emb.weight[:K]
 
     def forward(self, x: Tensor, sims: Tensor) -> Tensor:
@@ -110,4 +127,5 @@ class NeighbourEmbedding(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"feat_dim={self.feat_dim}, d_model={self.d_model}, max_k={self.max_k}"
-                + (", relational=True" if self.relational else ""))
+                + (", relational=True" if self.relational else "")
+                + (f", feature_rank={self.feature_rank}" if self.feature_rank else ""))

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .config import check_config_type, check_divisible, check_dropout, check_flag, check_integer, check_positive
+from .config import (check_config_type, check_divisible, check_dropout, check_feature_rank, check_flag,
+                     check_integer, check_positive)
 from .diff_attention import SparseDiffAttention, TopkPlan
 from .embedding import NeighbourEmbedding
 
@@ -35,6 +36,8 @@ class SDTConfig:
             None uses all K; else at least 1.
         relational: tokens from the cosines among the neighbours instead of their features
             (:class:`~models.embedding.NeighbourEmbedding`); False in model files written before it existed.
+        feature_rank: with relational tokens, the features also enter through a rank-``feature_rank`` bottleneck
+            (0: not at all).
     """
 
     feat_dim: int
@@ -49,10 +52,12 @@ class SDTConfig:
     mask_margin: int = 0
     window: int | None = None
     relational: bool = False
+    feature_rank: int = 0
 
     def __post_init__(self) -> None:
         check_positive(self, "feat_dim", "k", "d_model", "num_layers", "num_heads", "dim_feedforward")
         check_flag(self, "differential", "use_topk_mask", "relational")
+        check_feature_rank(self)
         split = 2 * self.num_heads if self.differential else self.num_heads  # SparseDiffAttention's head split
         check_divisible(self, "d_model", split, "2 * num_heads" if self.differential else "num_heads")
         check_dropout(self)
@@ -139,7 +144,8 @@ class SDT(nn.Module):
         self.mask_margin = config.mask_margin
         self.window = config.window
         d_model = config.d_model
-        self.embed = NeighbourEmbedding(config.feat_dim, d_model, config.k, config.relational)
+        self.embed = NeighbourEmbedding(config.feat_dim, d_model, config.k, config.relational,
+                                       config.feature_rank)
         self.inside_emb = nn.Embedding(2, d_model)  # rank j < k_pred
         self.offset_emb = nn.Embedding(2 * self.max_offset + 1, d_model)  # clip(j - k_pred, -8, 8) + 8
         self.drop = nn.Dropout(config.dropout)

@@ -8,7 +8,8 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor, nn
 
-from .config import check_choice, check_config_type, check_divisible, check_dropout, check_flag, check_positive
+from .config import (check_choice, check_config_type, check_divisible, check_dropout, check_feature_rank,
+                     check_flag, check_positive)
 from .embedding import NeighbourEmbedding
 
 Head = Literal["classification", "regression"]
@@ -30,6 +31,8 @@ class TopKConfig:
         head: ``"classification"`` or ``"regression"``.
         relational: tokens from the cosines among the neighbours instead of their features
             (:class:`~models.embedding.NeighbourEmbedding`); False in model files written before it existed.
+        feature_rank: with relational tokens, the features also enter through a rank-``feature_rank`` bottleneck
+            (0: not at all).
     """
 
     feat_dim: int
@@ -41,6 +44,7 @@ class TopKConfig:
     dropout: float = 0.1
     head: Head = "classification"
     relational: bool = False
+    feature_rank: int = 0
 
     def __post_init__(self) -> None:
         check_positive(self, "feat_dim", "k", "d_model", "num_layers", "num_heads", "dim_feedforward")
@@ -48,6 +52,7 @@ class TopKConfig:
         check_dropout(self)
         check_choice(self, "head", HEADS)
         check_flag(self, "relational")
+        check_feature_rank(self)
 
 
 class TopKPredictor(nn.Module):
@@ -81,7 +86,8 @@ class TopKPredictor(nn.Module):
         self.config = config  # rebuilds the module: TopKPredictor(config)
         self.k = config.k
         self.head = config.head
-        self.embed = NeighbourEmbedding(config.feat_dim, config.d_model, config.k, config.relational)
+        self.embed = NeighbourEmbedding(config.feat_dim, config.d_model, config.k, config.relational,
+                                       config.feature_rank)
         layer = nn.TransformerEncoderLayer(
             config.d_model,
             config.num_heads,
