@@ -139,8 +139,8 @@ def predict_pairs(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np
 
 def resolve_device(device: str) -> str:
     """``"auto"`` -> ``"cuda"`` when torch sees a CUDA device, else ``"cpu"``; a CUDA device torch does not see is
-    an :class:`~clustering.io.InputError` (not a model problem)."""
-    from .io import InputError
+    an :class:`~clustering.errors.InputError` (not a model problem)."""
+    from .errors import InputError
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"

@@ -171,12 +171,12 @@ class ClusteringPipeline:
         """Cluster raw ``(N, d)`` embeddings; returns ``(N,)`` int64 cluster ids in input order.
 
         Any N >= 1 works: a collection smaller than K is clustered with K = N; identical faces share a cluster.
-        Raises :class:`~clustering.io.InputError` for an empty or wrongly shaped array, a dimension other than the
+        Raises :class:`~clustering.errors.InputError` for an empty or wrongly shaped array, a dimension other than the
         model's, and rows with NaN/inf or all zeros."""
         return self.cluster(self.checked(feats), timer, progress)[0]
 
     def checked(self, feats: np.ndarray) -> np.ndarray:
-        """``feats`` as an array, after the input checks of :meth:`__call__` (:class:`~clustering.io.InputError`)."""
+        """``feats`` as an array, after the input checks of :meth:`__call__` (:class:`~clustering.errors.InputError`)."""
         from .io import check_features, check_shape
 
         feats = feats if hasattr(feats, "shape") else np.asarray(feats)
@@ -239,9 +239,9 @@ class ClusteringPipeline:
 
     @classmethod
     def load(cls, path: str, device: str = "auto") -> "ClusteringPipeline":
-        """Load a model file written by :meth:`save` (``export.py``). Raises :class:`~clustering.io.InputError`
+        """Load a model file written by :meth:`save` (``export.py``). Raises :class:`~clustering.errors.InputError`
         with a one-line message for a missing, truncated, foreign or incompatible file."""
-        from .io import InputError
+        from .errors import InputError
 
         state = read_model_file(path)
         device = resolve_device(device)  # a missing GPU is reported as such, not as a bad model file
