@@ -85,7 +85,7 @@ def predict_pairs(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np
     skips the other tokens in its last block); the pairs not scored get 0 (:func:`pairs_to_score` says which pairs
     a graph rule needs). A network with a token ``embed`` gets its per-face part precomputed (``proj``); one with a
     ``pivot_u`` (the GNN baselines) gets each batch's pivot-subgraph links ``adj``
-    (:func:`clustering.graph.pivot_adjacency` on the whole kNN graph).
+    (:func:`models.pivot.pivot_adjacency` on the whole kNN graph).
 
     Beyond an SDT's window the value is 1 (no vote), so the Jaccard weight alone decides those edges: zeroing them
     instead cuts identities larger than the window apart (measured on lfw-dlib test, whose largest identity has
@@ -95,7 +95,7 @@ def predict_pairs(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np
     xt = as_tensor(x, torch.float32).to(device)
     pivot_u = getattr(model, "pivot_u", None)
     if pivot_u:
-        from .graph import pivot_adjacency  # PyG: imported only for the GNNs
+        from models.pivot import pivot_adjacency
     window = getattr(model, "window", None)  # an SDT with a window scores (and needs) the first W neighbours only
     nb_all = as_tensor(nbrs, torch.int64)
     nb = nb_all[:, :window]

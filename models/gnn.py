@@ -2,7 +2,7 @@
 
 Same interface as :class:`models.SDT` (a centre's K neighbours in, K same-identity logits out), so that the pair
 module, ``export.py``, the model file, ``cluster.py`` and the benchmarks take them unchanged; they also need the
-subgraph's links, ``adj (B, K, K)`` from :func:`clustering.graph.pivot_adjacency` (``pivot_u`` tells the callers
+subgraph's links, ``adj (B, K, K)`` from :func:`models.pivot.pivot_adjacency` (``pivot_u`` tells the callers
 which u), and ignore the predicted Top-K size.
 """
 from __future__ import annotations
@@ -13,9 +13,8 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import GATConv, GCNConv
 
-from clustering.graph import subgraph_batch
-
 from .config import check_config_type, check_divisible, check_dropout, check_flag, check_positive
+from .pivot import subgraph_batch
 
 __all__ = ["LGCN", "LGCNConfig", "PivotGAT", "PivotGATConfig", "PivotGNN"]
 
