@@ -29,7 +29,9 @@ class LGCNConfig:
         k: K of the training graph (recorded; any K works at inference).
         hidden: width of every layer.
         num_layers: graph convolutions (L-GCN has 4).
-        pivot_u: u, the neighbours per node that make links (L-GCN: 10).
+        pivot_u: u, the neighbours per node that make links (L-GCN: 10); below ``k`` (a node has k - 1 other
+            neighbours). At inference a collection of K <= u faces (K is capped at their number) links each node to
+            its K - 1 others.
         dropout: dropout after every convolution, in [0, 1).
         pivot_sims: append the scaled cosine to the pivot to the node features (False: L-GCN's features).
     """
@@ -44,6 +46,9 @@ class LGCNConfig:
 
     def __post_init__(self) -> None:
         check_positive(self, "feat_dim", "k", "hidden", "num_layers", "pivot_u")
+        if self.pivot_u >= self.k:
+            raise ValueError(f"{type(self).__name__}.pivot_u must be below k = {self.k} (a node's links come from its "
+                             f"pivot_u nearest among its k - 1 other neighbours), got {self.pivot_u}")
         check_dropout(self)
         check_flag(self, "pivot_sims")
 

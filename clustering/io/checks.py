@@ -49,10 +49,14 @@ def _bad_rows(block: np.ndarray) -> dict[str, np.ndarray]:
     return {"nonfinite": ~finite, "zero": zero, "norm": finite & ~zero & ~((sq > 0) & np.isfinite(sq))}
 
 
-def scan(blocks, n: int, name: str, limit: int = 10, sampled: bool = False) -> None:
+_RESCALE = "rescale those rows (a row's scale does not matter: divide each by its largest absolute value)"
+
+
+def scan(blocks, n: int, name: str, limit: int = 10, sampled: bool = False, wide: bool = False) -> None:
     """Check ``(row ids, block)`` pairs; raise :class:`InputError` for the first problem (in the order of
     ``_ROW_PROBLEMS``). The scan stops after the block that brings ``limit`` bad rows of one kind: the message then
-    counts the rows seen so far (``sampled``: the blocks are a sample of the rows)."""
+    counts the rows seen so far (``sampled``: the blocks are a sample of the rows). ``wide``: the file holds
+    values wider than float32 (read as float32: a finite value beyond float32's range became inf)."""
     found: dict[str, list[np.ndarray]] = {p: [] for p in _ROW_PROBLEMS}
     seen = 0
     for rows, block in blocks:
@@ -73,7 +77,10 @@ def scan(blocks, n: int, name: str, limit: int = 10, sampled: bool = False) -> N
         else:
             where = f"{len(rows)} rows (first rows: {first_rows(rows)})"
         what = {"nonfinite": f"NaN or inf values in {where}", "zero": f"all-zero rows: {where}",
-                "norm": f"values too large or too small to normalise in float32 in {where}"}[problem]
+                "norm": f"values too large or too small to normalise in float32 in {where}; {_RESCALE}"}[problem]
+        if problem == "nonfinite" and wide:
+            what = (f"NaN or inf values, or values beyond float32's range (about 3.4e38), in {where}; if they are "
+                    f"finite, {_RESCALE}")
         if problem == "zero" and not sampled and seen == n:
             what = f"{len(rows)} all-zero rows (first rows: {first_rows(rows)})"
         raise InputError(f"{name}: {what}")
@@ -81,16 +88,18 @@ def scan(blocks, n: int, name: str, limit: int = 10, sampled: bool = False) -> N
 
 def check_features(feats, name: str = "features", *, chunk_rows: int = 262_144, sample: int = 1024) -> None:
     """Raise :class:`InputError` if any row has NaN/inf values, is all zeros, or has a float32 L2 norm that
-    overflows or underflows (values beyond ~1e19 or all below ~1e-19: normalising it would give NaN or zeros).
+    overflows or underflows (values beyond ~1e19 or all below ~1e-19: normalising it would give NaN or zeros; the
+    message says to rescale those rows, whose scale the cosine similarity ignores).
 
     ``sample`` rows spread evenly over a large input are checked first (a sparse file of zeros, or one whose tail
     is missing, fails at once); then the rows are scanned in chunks, up to the chunk that brings ten bad rows."""
     n = feats.shape[0]
+    wide = np.dtype(getattr(feats, "file_dtype", feats.dtype)).itemsize > 4  # a float64 file, read as float32
     if n > 4 * sample:
         probe = np.unique(np.linspace(0, n - 1, sample).astype(np.int64))
         block = feats.take(probe) if isinstance(feats, RowFile) else np.asarray(feats[probe])
-        scan([(probe, block)], n, name, sampled=True)
-    scan(chunks(feats, chunk_rows), n, name)
+        scan([(probe, block)], n, name, sampled=True, wide=wide)
+    scan(chunks(feats, chunk_rows), n, name, wide=wide)
 
 
 def check_id_room(ids: np.ndarray, n_new: int, name: str) -> None:

@@ -150,7 +150,7 @@ def _load_npz(path: Path, dim: int | None, check: bool, chunk_rows: int) -> np.n
                 else:
                     blocks = _inflate(fh, out, dtype, chunk_rows, where)
                 if check:
-                    scan(blocks, n, where)
+                    scan(blocks, n, where, wide=dtype.itemsize > 4)
                 else:
                     for _ in blocks:
                         pass

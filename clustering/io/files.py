@@ -74,10 +74,11 @@ def check_output_path(path: str | os.PathLike, what: str = "output") -> None:
 
 
 def name_limit(folder: str) -> int:
-    """Longest file name (bytes) that ``folder`` allows (255 where the system does not say)."""
+    """Longest file name (bytes) that ``folder`` allows (255 where the system does not say, or has no
+    ``os.pathconf``: Windows)."""
     try:
         return int(os.pathconf(folder, "PC_NAME_MAX"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         return 255
 
 

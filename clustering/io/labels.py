@@ -1,7 +1,7 @@
 """Identity labels and cluster ids: ``.meta`` / ``.txt`` (one integer per line), ``.npy``, ``.npz``
 (:func:`load_labels`, :func:`load_cluster_ids`). Parsed strictly: integers only (``215.5`` is an error, not 215),
-integer or integral float arrays only, a UTF-8 byte-order mark is skipped, and a bad token is quoted with
-escapes."""
+one per line (a line with two is an error), 1-D integer or integral float arrays only, every value within int64, a
+UTF-8 byte-order mark is skipped, and a bad token is quoted with escapes; the line or row is named."""
 from __future__ import annotations
 
 import os
@@ -20,8 +20,10 @@ _INTEGER = re.compile(r"[+-]?[0-9]+(\.0*)?", re.ASCII)
 
 
 def _int_tokens(path: Path, what: str) -> np.ndarray:
-    """Whitespace-separated integers of a text file (a UTF-8 byte-order mark is skipped), ``(N,)`` int64.
-    ``3.0`` is read as 3; anything else (``215.5``, ``bob``, ``1_000``, beyond int64) is an error naming its line."""
+    """The integers of a text file, one per line (blank lines skipped; a UTF-8 byte-order mark is skipped),
+    ``(N,)`` int64. ``3.0`` is read as 3; anything else (``215.5``, ``bob``, ``1_000``, beyond int64) and a line
+    with two values (which, with a line lost elsewhere, would keep the count and shift every label between) are
+    errors naming the line."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
@@ -29,7 +31,11 @@ def _int_tokens(path: Path, what: str) -> np.ndarray:
             from None
     values = []
     for number, line in enumerate(text.splitlines(), 1):
-        for token in line.split():
+        tokens = line.split()
+        if len(tokens) > 1:
+            raise InputError(f"{path}: cannot read {what}: line {number}: {len(tokens)} values "
+                             f"({ascii(line.strip())[:40]}); expected one integer per line")
+        for token in tokens:
             if not _INTEGER.fullmatch(token):
                 raise InputError(f"{path}: cannot read {what}: line {number}: {ascii(token)[:40]} is not an integer")
             value = int(token.split(".")[0])
@@ -40,16 +46,27 @@ def _int_tokens(path: Path, what: str) -> np.ndarray:
 
 
 def _int_array(values: np.ndarray, path: Path, what: str) -> np.ndarray:
-    """An array of integer ids as int64: integer dtypes within int64, or integral finite floats; else an error."""
-    values = np.asarray(values).reshape(-1)
+    """A 1-D array of integer ids as int64: an integer dtype, or integral finite floats, every value within int64
+    (a float of 2**63 would wrap to -2**63); else an error naming the first bad row. A 2-D array is refused, not
+    flattened (an ``(N/2, 2)`` array flattened has the count of N faces)."""
+    values = np.asarray(values)
+    if values.ndim != 1:
+        raise InputError(f"{path}: {what}: expected a 1-D array (one value per face), got shape {values.shape}")
     if values.dtype == bool or not (np.issubdtype(values.dtype, np.integer) or
                                     np.issubdtype(values.dtype, np.floating)):
         raise InputError(f"{path}: {what} must be integers, got an array of dtype {values.dtype}")
-    if values.size and np.issubdtype(values.dtype, np.floating):
-        if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
-            raise InputError(f"{path}: {what} must be integers")
-    if values.size and (values.max() > INT64_MAX or values.min() < -INT64_MAX - 1):
-        raise InputError(f"{path}: {what} must fit in 64-bit integers")
+    if np.issubdtype(values.dtype, np.floating):
+        bad = ~np.isfinite(values) | (values != np.round(values))
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise InputError(f"{path}: {what} must be integers: row {row}: {float(values[row])!r} is not an integer")
+        big = (values >= 2.0**63) | (values < -(2.0**63))
+    else:
+        big = values > INT64_MAX if values.dtype.kind == "u" else np.zeros(values.shape, dtype=bool)
+    if big.any():
+        row = int(np.argmax(big))
+        value = values[row].item()  # a Python int or float, printed as such
+        raise InputError(f"{path}: {what}: row {row}: {value!r} does not fit in 64-bit integers")
     return values.astype(np.int64)
 
 

@@ -1,8 +1,9 @@
 """Raw ``(N, d)`` row files read on demand (:class:`RowFile`), rows in chunks, and the fingerprint of rows.
 
 No memory map: a mapped file that is truncated while being read kills the process with SIGBUS (no message, no
-clean-up). :class:`RowFile` reads rows with ``pread`` instead (still no RAM until rows are read), and a file that
-shrank or changed size since it was opened raises :class:`~clustering.errors.InputError`."""
+clean-up). :class:`RowFile` reads rows with ``preadv`` instead (``pread``, or a seek and a read, where the platform
+has no ``preadv``; still no RAM until rows are read), and a file that shrank or changed size since it was opened
+raises :class:`~clustering.errors.InputError`."""
 from __future__ import annotations
 
 import os
@@ -35,7 +36,7 @@ class RowFile:
         self.offset = int(offset)
         self.row_bytes = self.shape[1] * self.file_dtype.itemsize
         self.size = self.offset + self.shape[0] * self.row_bytes
-        self._fd = os.open(self.path, os.O_RDONLY)
+        self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
 
     def __del__(self) -> None:
         fd = getattr(self, "_fd", None)
@@ -60,7 +61,7 @@ class RowFile:
             self._check_size()
             view, pos, at = memoryview(buf), 0, self.offset + start * self.row_bytes
             while pos < len(buf):
-                got = os.preadv(self._fd, [view[pos:]], at + pos)
+                got = _pread_into(self._fd, view[pos:], at + pos)
                 if got <= 0:
                     self._check_size()
                     raise InputError(f"{self.path}: could not read rows {start}..{start + count - 1}")
@@ -113,6 +114,20 @@ class RowFile:
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         out = self.take(np.arange(self.shape[0]))
         return out if dtype is None else out.astype(dtype, copy=False)
+
+
+def _pread_into(fd: int, view: memoryview, offset: int) -> int:
+    """Read into ``view`` from byte ``offset`` of ``fd``: ``os.preadv`` (no copy), else ``os.pread`` (macOS before
+    11 has no ``preadv``), else a seek and a read (Windows has neither). Returns the bytes read (0 at the end)."""
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [view], offset)
+    if hasattr(os, "pread"):
+        data = os.pread(fd, len(view), offset)
+    else:
+        os.lseek(fd, offset, os.SEEK_SET)
+        data = os.read(fd, len(view))
+    view[:len(data)] = data
+    return len(data)
 
 
 def chunks(feats, chunk_rows: int):
