@@ -477,6 +477,24 @@ def test_no_preadv_no_pread_no_pathconf(tmp_path: Path, monkeypatch: pytest.Monk
     assert (tmp_path / "out.txt").read_text() == "ok\n"
 
 
+def test_float64_values_beyond_float32_are_one_line_without_warnings(data: dict, tmp_path: Path) -> None:
+    """A float64 ``.npy`` / Fortran-order ``.npy`` / ``.npz`` with a value beyond float32 (read as inf): one line,
+    with the advice to rescale, and no numpy RuntimeWarning on stderr (run with Python's warnings shown)."""
+    x = np.random.default_rng(0).standard_normal((50, D))
+    x[12] *= 1e300
+    np.save(tmp_path / "c.npy", x)
+    np.save(tmp_path / "f.npy", np.asfortranarray(x))
+    np.savez(tmp_path / "z.npz", features=x)
+    env = {key: value for key, value in ENV.items() if key != "PYTHONWARNINGS"}
+    for name in ("c.npy", "f.npy", "z.npz"):
+        r = subprocess.run([sys.executable, "cluster.py", "--model", str(data["model"]), "--features",
+                            str(tmp_path / name), "--out", str(tmp_path / "out.txt")], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=60)
+        lines = r.stderr.splitlines()
+        assert r.returncode == 2 and len(lines) == 1, (name, r.stderr)
+        assert "beyond float32's range" in lines[0] and "rescale" in lines[0], lines[0]
+
+
 # ------------------------------------------------------------------------------------------------ 7. signals
 
 

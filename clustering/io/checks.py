@@ -43,8 +43,8 @@ def _bad_rows(block: np.ndarray) -> dict[str, np.ndarray]:
     """Masks of the rows of ``block`` with NaN/inf, all zeros, or a float32 squared norm that over/underflows."""
     finite = np.isfinite(block).all(axis=1)
     zero = ~np.any(block != 0, axis=1)
-    b32 = block.astype(np.float32, copy=False)
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        b32 = block.astype(np.float32, copy=False)
         sq = np.einsum("ij,ij->i", b32, b32)
     return {"nonfinite": ~finite, "zero": zero, "norm": finite & ~zero & ~((sq > 0) & np.isfinite(sq))}
 
@@ -86,15 +86,20 @@ def scan(blocks, n: int, name: str, limit: int = 10, sampled: bool = False, wide
         raise InputError(f"{name}: {what}")
 
 
-def check_features(feats, name: str = "features", *, chunk_rows: int = 262_144, sample: int = 1024) -> None:
+def check_features(feats, name: str = "features", *, chunk_rows: int = 262_144, sample: int = 1024,
+                   wide: bool | None = None) -> None:
     """Raise :class:`InputError` if any row has NaN/inf values, is all zeros, or has a float32 L2 norm that
     overflows or underflows (values beyond ~1e19 or all below ~1e-19: normalising it would give NaN or zeros; the
     message says to rescale those rows, whose scale the cosine similarity ignores).
 
     ``sample`` rows spread evenly over a large input are checked first (a sparse file of zeros, or one whose tail
-    is missing, fails at once); then the rows are scanned in chunks, up to the chunk that brings ten bad rows."""
+    is missing, fails at once); then the rows are scanned in chunks, up to the chunk that brings ten bad rows.
+    ``wide``: the values came from a float64 file (default: told by ``feats``'s dtype, a :class:`RowFile`'s file
+    dtype); the message on inf values then says that a finite value beyond float32's range reads as inf."""
     n = feats.shape[0]
-    wide = np.dtype(getattr(feats, "file_dtype", feats.dtype)).itemsize > 4  # a float64 file, read as float32
+    if wide is None:
+        dtype = getattr(feats, "file_dtype", getattr(feats, "dtype", None))  # a RowFile's: what its file holds
+        wide = getattr(dtype, "itemsize", 4) > 4
     if n > 4 * sample:
         probe = np.unique(np.linspace(0, n - 1, sample).astype(np.int64))
         block = feats.take(probe) if isinstance(feats, RowFile) else np.asarray(feats[probe])

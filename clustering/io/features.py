@@ -69,15 +69,17 @@ def load_features(path: str | os.PathLike, dim: int | None = None, *, check: boo
             raise InputError(f"{path}: cannot read as .npy: the header says {shape[0]} x {shape[1]} {dtype}, "
                              f"{need} bytes, the file has {size} ({'truncated' if size < need else 'extra bytes'})")
         if fortran:  # column-major: rows are not contiguous; read it whole (rare: np.save writes C order)
-            feats = np.ascontiguousarray(np.load(path, allow_pickle=False), dtype=np.float32)
+            with np.errstate(over="ignore"):  # beyond float32: inf, reported by the checks
+                feats = np.ascontiguousarray(np.load(path, allow_pickle=False), dtype=np.float32)
         else:
             feats = RowFile(path, shape, dtype, offset)
     elif ext == ".npz":
-        return _load_npz(path, dim, check, chunk_rows)
+        with np.errstate(over="ignore"):  # float64 values beyond float32 become inf, reported by the checks
+            return _load_npz(path, dim, check, chunk_rows)
     else:
         raise InputError(f"{path}: unknown feature format '{ext}' (expected .bin, .npy or .npz)")
     if check:
-        check_features(feats, str(path), chunk_rows=chunk_rows)
+        check_features(feats, str(path), chunk_rows=chunk_rows, wide=ext == ".npy" and dtype.itemsize > 4)
     return feats
 
 
