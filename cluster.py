@@ -37,20 +37,30 @@ clusters). With labels (for ``--assign-to``: ``--labels`` for the new faces and 
 previous ones; the metrics are then over all faces of OUT), M gets
 ``{"pairwise": {precision, recall, f}, "bcubed": {...}, "nmi", "n_clusters", "n_faces", "seconds": {stage: s}}``.
 
-The same input, model and seed give byte-identical output, run after run (exact kNN up to 300K faces, seeded
-Infomap, seeded IVF sample, networks in eval mode).
+The same input, model and seed give byte-identical output, run after run and for any number of threads
+(``OMP_NUM_THREADS``, torch's, MKL's, faiss's), on one machine and device: exact kNN (the default up to 300K faces),
+the networks in eval mode with matrix products whose rounding does not depend on the thread count (this command sets
+``MKL_CBWR=AUTO,STRICT`` unless the environment sets ``MKL_CBWR``; see ``clustering/threads.py``), seeded Infomap;
+tested with 1, 2 and 3 threads. Not promised: on another CPU type (MKL picks its code path per CPU), on a GPU
+against the CPU (other rounding: a few labels can differ), with ``--knn-method ivf`` (k-means and lists built by
+several threads) or ``hnsw`` (a graph built by several threads) across thread counts: measured identical for 1, 2
+and 3 threads (``tests/test_promises.py``), but faiss does not promise it (``OMP_NUM_THREADS=1`` does).
 
 ``OUT.json`` also records ``features_sha256``, a fingerprint of the faces OUT lists (their float32 rows, in OUT's
 order): ``--assign-to`` refuses PREVIOUS_FEATS whose fingerprint differs from the one PREVIOUS_OUT.json records
 (reordered, changed or other faces), and a model other than the one that made PREVIOUS_OUT. Without
 PREVIOUS_OUT.json (or one from an older version) it runs with a note that it could not check.
 
-Bad input ends with a one-line message naming the file and the problem on stderr, exit status 2 (1 for an
-unexpected error, also one line unless --traceback; 3 for out of memory; 130 for Ctrl-C, at any moment), and
-nothing written. What can be checked before the work is checked first, within seconds: every input must be a
-regular file (no FIFO or device), every output new or a regular file in a folder where a file can be created
-(each output's temporary file is created there at the start, and renamed into place only when all outputs are
-ready). Identical faces always share a cluster; a collection with fewer distinct faces than the model's K is
+Bad input ends with a one-line message naming the file and the problem on stderr, exit status 2 (usage errors
+too, with a hint; 1 for an unexpected error, also one line unless --traceback; 3 for out of memory; 130 for Ctrl-C
+and 143 for SIGTERM, at any moment), and nothing written. What can be checked before the work is checked first,
+within seconds: every input must be a regular file (no FIFO or device), every output new or a regular file in a
+folder where a file can be created (each output's temporary file is created there at the start). The outputs are
+written all or nothing (``clustering.io.AtomicFiles``): each is fsynced, then renamed into place, OUT.json last;
+an error, Ctrl-C or SIGTERM at any moment leaves every output as it was (those already renamed are put back), and
+only the death of the process between two renames (SIGKILL, a power loss) can leave OUT and OUT.json out of step:
+OUT.json records OUT's SHA-256 (``out_sha256``), and ``--assign-to`` refuses a PREVIOUS_OUT that does not match its
+record. Identical faces always share a cluster; a collection with fewer distinct faces than the model's K is
 clustered with K = that number (noted on stderr). ``--device cuda`` needs a CUDA device torch sees; the kNN runs
 on the CPU (with a note) when faiss has no GPU support.
 """
@@ -60,7 +70,10 @@ import argparse
 import json
 import logging
 import os
+import re
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,8 +87,26 @@ INPUT_FLAGS = {"model": "model", "features": "features", "labels": "labels", "as
 PATH_FLAGS = (*INPUT_FLAGS, "out", "metrics_json")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, like every other error of this command, with a hint."""
+
+    argv: list[str] = []
+
+    def error(self, message: str):
+        hint = ""
+        flag = re.match(r"argument (--[\w-]+)", message)
+        if flag and flag.group(1) in self.argv[:-1]:
+            value = self.argv[self.argv.index(flag.group(1)) + 1]
+            if value.startswith("-") and value.split("=")[0] not in self._option_string_actions:  # not a flag
+                hint = f"; for a value that starts with '-', write {flag.group(1)}={value} or ./{value}"
+        from clustering.cli import one_line
+
+        self.exit(2, f"error: {one_line(message)}{hint} (see {self.prog} --help)\n")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.argv = list(sys.argv[1:] if argv is None else argv)
     ap.add_argument("--model", help="model file written by export.py (default: the shipped model "
                                     "pretrained/dlib128.pt, for 128-d dlib / face_recognition encodings)")
     ap.add_argument("--features", required=True,
@@ -155,12 +186,14 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def _output_paths(args: argparse.Namespace) -> list[str]:
-    return [args.out, args.out + ".json"] + ([args.metrics_json] if args.metrics_json else [])
+    """OUT, the metrics and OUT.json, in the order they are renamed into place: the record that describes the
+    others (``out_sha256``) last."""
+    return [args.out] + ([args.metrics_json] if args.metrics_json else []) + [args.out + ".json"]
 
 
 def _check_previous(args: argparse.Namespace, prev_sha256: str, model_sha256: str, notes: list[str]) -> None:
-    """PREVIOUS_FEATS and the model must be those that made PREVIOUS_OUT, as PREVIOUS_OUT.json records them."""
-    from clustering.io import InputError
+    """PREVIOUS_OUT, PREVIOUS_FEATS and the model must be those of PREVIOUS_OUT.json's run."""
+    from clustering.io import InputError, file_sha256
     from clustering.run_record import check_same_model, read_record
 
     record = args.assign_to + ".json"
@@ -169,6 +202,9 @@ def _check_previous(args: argparse.Namespace, prev_sha256: str, model_sha256: st
                      f"{args.previous_features} and {args.model} are the faces and the model that made it")
         return
     side = read_record(record)
+    if "out_sha256" in side and side["out_sha256"] != file_sha256(args.assign_to):
+        raise InputError(f"{args.assign_to}: not the file {record} describes (its SHA-256 differs from the "
+                         f"recorded out_sha256: edited, or an interrupted write); use the pair one run wrote")
     check_same_model(side, model_sha256, result=args.assign_to, record_path=record, model=args.model)
     if "features_sha256" not in side:
         notes.append(f"{record} records no fingerprint of its faces (an older cluster.py); cannot check that "
@@ -343,12 +379,15 @@ def _output_texts(args: argparse.Namespace, pipe, inputs: _Inputs, pred, k: int,
     from clustering.io import file_sha256, hash_rows
     from clustering.run_record import dumps, run_record
 
+    import hashlib
+
     texts = {args.out: "".join(f"{c}\n" for c in pred.tolist())}
     if args.metrics_json:
         texts[args.metrics_json] = json.dumps(result, indent=1) + "\n"
     sidecar = run_record(pipe, model=args.model, model_sha256=inputs.model_sha256, k=k, notes=inputs.notes,
                          seconds=result["seconds"],
-                         fields={"features": os.path.abspath(args.features),
+                         fields={"out_sha256": hashlib.sha256(texts[args.out].encode("utf-8")).hexdigest(),
+                                 "features": os.path.abspath(args.features),
                                  "features_bytes": os.path.getsize(args.features),
                                  "features_sha256": hash_rows(inputs.fingerprint, inputs.feats).hexdigest(),
                                  "n_faces": int(pred.shape[0])})
@@ -363,17 +402,37 @@ def _output_texts(args: argparse.Namespace, pipe, inputs: _Inputs, pred, k: int,
     return texts
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["photos"]:  # the photo front end: its own arguments (clustering/people.py)
-        from clustering.people import main as photos_main
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised wherever the run is when it arrives: handled as Ctrl-C is (temporary files removed)."""
 
-        return photos_main(argv[1:])
+
+def _terminate(signum, frame) -> None:
+    raise _Terminated
+
+
+def main(argv: list[str] | None = None) -> int:
+    # SIGTERM (kill, a job scheduler) ends the run as Ctrl-C does; the handler is put back on the way out
+    previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() \
+        else None
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        from clustering.threads import reproducible_products
+
+        reproducible_products()  # before torch's first product: the same labels for any thread count
+        if argv[:1] == ["photos"]:  # the photo front end: its own arguments (clustering/people.py)
+            from clustering.people import main as photos_main
+
+            return photos_main(argv[1:])
         return _main(argv)
-    except KeyboardInterrupt:  # at any moment, imports included: one line, nothing written
+    except KeyboardInterrupt as exc:  # at any moment, imports included: one line, nothing written
+        if isinstance(exc, _Terminated):
+            print("error: terminated (SIGTERM); no output written", file=sys.stderr)
+            return 128 + signal.SIGTERM
         print("error: interrupted; no output written", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _main(argv: list[str] | None) -> int:

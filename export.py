@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from clustering.errors import InputError
 from clustering.graph_config import GraphConfig, add_graph_arguments, graph_from_args
 from clustering.metrics import evaluate, selection_score
 from clustering.pipeline import ClusteringPipeline
@@ -48,21 +49,24 @@ THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.0, 0.91, 0.05))
 def load_module(path: str):
     """The LightningModule of a checkpoint (TopKModule or SDTModule, by its recorded class) on the CPU. A checkpoint
     written before the networks took a dataclass config (their fields flat in ``init_args``) is read as today's
-    (:func:`lightning_modules.common.upgrade_network_spec`)."""
+    (:func:`lightning_modules.common.upgrade_network_spec`). Read with ``weights_only=True``
+    (:func:`~lightning_modules.common.read_checkpoint`, and Lightning's own read likewise): a checkpoint from
+    elsewhere runs no code; one holding other Python objects is a one-line
+    :class:`~clustering.errors.InputError`."""
     from lightning_modules import SDTModule, TopKModule
-    from lightning_modules.common import upgrade_network_spec
+    from lightning_modules.common import read_checkpoint, upgrade_network_spec
 
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(path)
     hparams = ckpt.get("hyper_parameters", {})
     cls = SDTModule if str(hparams.get("_class_path", "")).endswith("SDTModule") else TopKModule
     upgraded = {key: upgrade_network_spec(hparams[key]) for key in ("model", "topk") if key in hparams}
     if all(spec is hparams[key] for key, spec in upgraded.items()):
-        return cls.load_from_checkpoint(path, map_location="cpu"), ckpt
+        return cls.load_from_checkpoint(path, map_location="cpu", weights_only=True), ckpt
     hparams.update(upgraded)
     buffer = io.BytesIO()
     torch.save(ckpt, buffer)
     buffer.seek(0)
-    return cls.load_from_checkpoint(buffer, map_location="cpu"), ckpt
+    return cls.load_from_checkpoint(buffer, map_location="cpu", weights_only=True), ckpt
 
 
 def val_split(ckpt: dict):
@@ -197,7 +201,11 @@ def main(argv: list[str] | None = None) -> int:
         graph = graph_from_args(args)  # checked before the checkpoint is read; K is the checkpoint's
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
-    module, ckpt = load_module(args.ckpt)
+    try:
+        module, ckpt = load_module(args.ckpt)
+    except InputError as err:  # a missing or unreadable checkpoint, or one holding objects that are never loaded
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
     dm_hp = ckpt.get("datamodule_hyper_parameters", {})
     graph = replace(graph, k=int(dm_hp.get("k", graph.k)))
     mean_state = ckpt.get("FaceGraphDataModule", {}).get("mean")

@@ -24,6 +24,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .threads import torch_threads
+
 __all__ = ["sigmoid_prob", "exp_prob", "cosine_weight", "edge_prob", "early_stop_mask", "row_normalise", "intersections", "topk_jaccard",
            "weighted_jaccard", "plain_jaccard", "oracle_k", "same_identity", "TRANSFORMS"]
 
@@ -77,7 +79,7 @@ def intersections(nbrs: np.ndarray, p_hat: np.ndarray, k: np.ndarray | int | Non
         p_hat: ``(N, K)`` float32 weights aligned with ``nbrs`` (``p^_ih`` for ``h = nbrs[i, t]``).
         k: per-node Top-K sizes ``(N,)`` in 1..K, a single int, or ``None`` for all K.
         mem_mb: memory budget of the dense chunk buffers.
-        threads: torch intra-op threads (default: torch's own).
+        threads: torch intra-op threads for this call (default: torch's own; restored after it).
         ragged: force the ragged (``True``) or the block (``False``) gather; default: by mean k (below).
 
     Returns:
@@ -87,10 +89,14 @@ def intersections(nbrs: np.ndarray, p_hat: np.ndarray, k: np.ndarray | int | Non
     When the mean k is well below K only the ``k_j`` leading entries of each partner's list are visited (a ragged
     gather, ``O(N K mean(k))`` work); otherwise the full ``(C, K, K)`` block is gathered.
     """
+    with torch_threads(threads):  # for this call only: the caller's count is restored after it
+        return _intersections(nbrs, p_hat, _k_vector(k, *nbrs.shape), mem_mb, ragged)
+
+
+def _intersections(nbrs: np.ndarray, p_hat: np.ndarray, k_vec: np.ndarray, mem_mb: float,
+                   ragged: bool | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`intersections` with the Top-K sizes as a vector, on torch's current thread count."""
     n, K = nbrs.shape
-    k_vec = _k_vector(k, n, K)
-    if threads:
-        torch.set_num_threads(threads)
     nb = torch.from_numpy(np.ascontiguousarray(nbrs, dtype=np.int64))
     ph = torch.from_numpy(np.ascontiguousarray(p_hat, dtype=np.float32))
     kt = torch.from_numpy(k_vec)

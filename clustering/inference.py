@@ -4,6 +4,8 @@ each for every centre or for the centres (and leading neighbours) a graph rule n
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -11,7 +13,20 @@ from tqdm.auto import tqdm
 
 from .subgraphs import as_tensor, gather_subgraphs
 
-__all__ = ["predict_k", "predict_pairs", "project_faces", "resolve_device"]
+__all__ = ["evaluating", "predict_k", "predict_pairs", "project_faces", "resolve_device"]
+
+
+@contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``model`` in eval mode (no dropout) for the block, and afterwards every submodule's ``training`` flag as it
+    was: a network passed in (the live training model of the evaluation callback) is left as it came."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
 
 
 def _batches(n: int, batch_size: int, progress: bool, desc: str):
@@ -63,10 +78,15 @@ def _rows(rows: np.ndarray | None, n: int) -> torch.Tensor:
 def predict_k(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np.ndarray, sims: np.ndarray, *,
               rows: np.ndarray | None = None, batch_size: int = 256, device: str | torch.device = "cpu",
               progress: bool = False) -> np.ndarray:
-    """Predicted Top-K size ``k_i`` in 1..K for every face, ``(N,)`` int64 (model in eval mode, batched); with
+    """Predicted Top-K size ``k_i`` in 1..K for every face, ``(N,)`` int64 (model run in eval mode, batched, and
+    left in its mode: :func:`evaluating`); with
     ``rows`` (R,), for those centres only, ``(R,)``."""
-    model.eval()
-    device = torch.device(device)
+    with evaluating(model):
+        return _predict_k(model, x, nbrs, sims, rows, batch_size, torch.device(device), progress)
+
+
+def _predict_k(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np.ndarray, sims: np.ndarray,
+               rows: np.ndarray | None, batch_size: int, device: torch.device, progress: bool) -> np.ndarray:
     xt = as_tensor(x, torch.float32).to(device)
     nb = as_tensor(nbrs, torch.int64)
     st = as_tensor(sims, torch.float32)
@@ -91,17 +111,21 @@ def predict_pairs(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np
     skips the other tokens in its last block); the pairs not scored get 0 (:func:`pairs_to_score` says which pairs
     a graph rule needs). A network with a token ``embed`` gets its per-face part precomputed (``proj``); one with a
     ``pivot_u`` (the GNN baselines) gets each batch's pivot-subgraph links ``adj``
-    (:func:`clustering.graph.pivot_adjacency` on the whole kNN graph).
+    (:func:`models.pivot.pivot_adjacency` on the whole kNN graph; ``u`` capped at K - 1 on fewer faces than u).
 
     Beyond an SDT's window the value is 1 (no vote), so the Jaccard weight alone decides those edges: zeroing them
     instead cuts identities larger than the window apart (measured on lfw-dlib test, whose largest identity has
-    236 faces: pairwise F 0.75 instead of 0.94 with a window of 32)."""
-    model.eval()
-    device = torch.device(device)
+    236 faces: pairwise F 0.75 instead of 0.94 with a window of 32). The model is run in eval mode and left in
+    the mode it came in (:func:`evaluating`)."""
+    with evaluating(model):
+        return _predict_pairs(model, x, nbrs, sims, k, rows, widths, batch_size, torch.device(device), progress)
+
+
+def _predict_pairs(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np.ndarray, sims: np.ndarray,
+                   k: np.ndarray, rows: np.ndarray | None, widths: np.ndarray | None, batch_size: int,
+                   device: torch.device, progress: bool) -> np.ndarray:
     xt = as_tensor(x, torch.float32).to(device)
     pivot_u = getattr(model, "pivot_u", None)
-    if pivot_u:
-        from .graph import pivot_adjacency  # PyG: imported only for the GNNs
     window = getattr(model, "window", None)  # an SDT with a window scores (and needs) the first W neighbours only
     nb_all = as_tensor(nbrs, torch.int64)
     nb = nb_all[:, :window]
@@ -131,7 +155,7 @@ def predict_pairs(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np
         if table is not None:
             inputs["proj"] = table[nb[idx].to(device)]  # (B, K, d): the per-face part of the token embedding
         if pivot_u:
-            inputs["adj"] = pivot_adjacency(nb_all, idx, pivot_u).to(device)  # (B, K, K)
+            inputs["adj"] = _pivot_links(nb_all, idx, pivot_u).to(device)  # (B, K, K)
         if width is not None and takes_width:
             inputs["width"] = int(width[start:start + batch_size].max())
         logits = model(feats, s, kt[idx].to(device), **inputs)  # (B, W)
@@ -142,10 +166,21 @@ def predict_pairs(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np
     return out
 
 
+def _pivot_links(nbrs: torch.Tensor, idx: torch.Tensor, u: int) -> torch.Tensor:
+    """:func:`models.pivot.pivot_adjacency` with ``u`` capped at K - 1: a collection of K <= u faces (K is capped
+    at their number) links each node to all its K - 1 others; with K = 1 there is no link."""
+    from models.pivot import pivot_adjacency
+
+    u = min(u, nbrs.shape[1] - 1)
+    if u < 1:
+        return torch.zeros(len(idx), nbrs.shape[1], nbrs.shape[1], dtype=torch.bool, device=nbrs.device)
+    return pivot_adjacency(nbrs, idx, u)
+
+
 def resolve_device(device: str) -> str:
     """``"auto"`` -> ``"cuda"`` when torch sees a CUDA device, else ``"cpu"``; a CUDA device torch does not see is
-    an :class:`~clustering.io.InputError` (not a model problem)."""
-    from .io import InputError
+    an :class:`~clustering.errors.InputError` (not a model problem)."""
+    from .errors import InputError
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"

@@ -31,6 +31,8 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
+from .threads import faiss_threads
+
 __all__ = ["knn_search", "knn_index", "knn_query", "put_self_first", "faiss_gpu", "check_knn_options",
            "KNN_METHODS", "KNN_OPTIONS"]
 
@@ -190,7 +192,7 @@ def knn_search(x: np.ndarray, k: int, *, method: str = "auto", device: str = "au
         chunk: query rows per faiss call.
         progress: show a progress bar (default: when N > 200K).
         seed: seed of the IVF training sample.
-        threads: faiss OpenMP threads (default: faiss's own).
+        threads: faiss OpenMP threads for this call (default: faiss's own; restored after it).
 
     Returns:
         ``nbrs (N, k) int64`` and ``sims (N, k) float32``, each row sorted by decreasing similarity, self first.
@@ -206,13 +208,12 @@ def knn_index(x: np.ndarray, k: int, *, method: str = "auto", device: str = "aut
     """The faiss index over the rows of ``x`` that :func:`knn_search` builds (arguments as there), to query several
     times with :func:`knn_query`. ``"auto"`` picks by the index size N."""
     x = np.ascontiguousarray(x, dtype=np.float32)
-    if threads:
-        faiss.omp_set_num_threads(threads)
     gpu = faiss_gpu(device)
     if method == "auto":
         method = "flat" if x.shape[0] <= (flat_max if gpu is None else gpu_flat_max) else "ivf"
     log.info("kNN: %s index, N=%d, K=%d, %s", method, x.shape[0], k, "CPU" if gpu is None else f"GPU {gpu}")
-    return _build_index(x, method, nlist, nprobe, hnsw_m, ef_search, k, gpu, seed)
+    with faiss_threads(threads):  # for this call only: the caller's count is restored after it
+        return _build_index(x, method, nlist, nprobe, hnsw_m, ef_search, k, gpu, seed)
 
 
 def knn_query(x: np.ndarray, query: np.ndarray | None, k: int, *, query_ids: np.ndarray | None = None,
@@ -249,8 +250,9 @@ def knn_query(x: np.ndarray, query: np.ndarray | None, k: int, *, query_ids: np.
     sims = np.empty((m, k), dtype=np.float32)
     show = progress if progress is not None else m > 200_000
     desc = f"kNN ({type(index).__name__})"
-    for start in tqdm(range(0, m, chunk), desc=desc, disable=not show, unit="chunk"):
-        s, i = index.search(query[start:start + chunk], k)
-        sims[start:start + len(s)] = s
-        nbrs[start:start + len(i)] = i
+    with faiss_threads(index_kw.get("threads")):
+        for start in tqdm(range(0, m, chunk), desc=desc, disable=not show, unit="chunk"):
+            s, i = index.search(query[start:start + chunk], k)
+            sims[start:start + len(s)] = s
+            nbrs[start:start + len(i)] = i
     return put_self_first(nbrs, sims, None if query_ids is None else np.asarray(query_ids, dtype=np.int64))

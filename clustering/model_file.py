@@ -80,9 +80,10 @@ def check_state(state: dict) -> None:
 
 def read_model_file(path: str) -> dict:
     """The checked state of a model file written by :meth:`ClusteringPipeline.save`. Raises
-    :class:`~clustering.io.InputError` with a one-line message for a missing, truncated, foreign, other-version or
+    :class:`~clustering.errors.InputError` with a one-line message for a missing, truncated, foreign, other-version or
     invalid file."""
-    from .io import InputError, check_model_file
+    from .errors import InputError
+    from .io.files import check_model_file
 
     check_model_file(path)
     try:

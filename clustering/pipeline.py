@@ -9,6 +9,7 @@ file (:mod:`clustering.model_file`) and the stage timer (:mod:`clustering.timer`
 """
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -21,6 +22,18 @@ from .refine import READS_K, edge_weights, jaccard_weights, pairs_to_score, refi
 from .timer import Timer
 
 __all__ = ["ClusteringPipeline"]
+
+
+def _on_device(net: torch.nn.Module | None, device: str) -> torch.nn.Module | None:
+    """``net`` itself when its parameters and buffers are all on ``device``, else a copy moved there: the network
+    passed in is never moved."""
+    if net is None:
+        return None
+    dev = torch.device(device)
+    if all(t.device.type == dev.type and (dev.index is None or t.device.index == dev.index)
+           for t in (*net.parameters(), *net.buffers())):
+        return net
+    return copy.deepcopy(net).to(dev)
 
 
 class ClusteringPipeline:
@@ -44,6 +57,11 @@ class ClusteringPipeline:
             the project's models on 2 cores: larger batches fall out of cache) and 4096 on a GPU.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (:func:`resolve_device`).
         meta: free-form provenance stored in the file (training data, metrics, versions).
+
+    The networks given are left as they came (the evaluation callback passes the live training model): one on
+    ``device`` is shared, not copied, and run in eval mode with its own mode restored after each run
+    (:func:`~clustering.inference.evaluating`); one elsewhere is copied to ``device`` (the pipeline runs the copy,
+    which does not follow later training of the original).
     """
 
     def __init__(self, mean: np.ndarray | None, graph: GraphConfig, topk: torch.nn.Module | None = None,
@@ -51,15 +69,12 @@ class ClusteringPipeline:
                  device: str = "auto", meta: dict | None = None) -> None:
         self.mean = None if mean is None else np.asarray(mean, dtype=np.float32)
         self.graph = graph
-        self.topk = topk
-        self.sdt = sdt
         self.knn = dict(knn or {})
         self.device = resolve_device(device)
         self.batch_size = batch_size or (256 if torch.device(self.device).type == "cpu" else 4096)
         self.meta = dict(meta or {})
-        for m in (self.topk, self.sdt):
-            if m is not None:
-                m.to(self.device).eval()
+        self.topk = _on_device(topk, self.device)
+        self.sdt = _on_device(sdt, self.device)
 
     @property
     def feat_dim(self) -> int | None:
@@ -171,12 +186,12 @@ class ClusteringPipeline:
         """Cluster raw ``(N, d)`` embeddings; returns ``(N,)`` int64 cluster ids in input order.
 
         Any N >= 1 works: a collection smaller than K is clustered with K = N; identical faces share a cluster.
-        Raises :class:`~clustering.io.InputError` for an empty or wrongly shaped array, a dimension other than the
+        Raises :class:`~clustering.errors.InputError` for an empty or wrongly shaped array, a dimension other than the
         model's, and rows with NaN/inf or all zeros."""
         return self.cluster(self.checked(feats), timer, progress)[0]
 
     def checked(self, feats: np.ndarray) -> np.ndarray:
-        """``feats`` as an array, after the input checks of :meth:`__call__` (:class:`~clustering.io.InputError`)."""
+        """``feats`` as an array, after the input checks of :meth:`__call__` (:class:`~clustering.errors.InputError`)."""
         from .io import check_features, check_shape
 
         feats = feats if hasattr(feats, "shape") else np.asarray(feats)
@@ -233,15 +248,17 @@ class ClusteringPipeline:
         """The pipeline of a :meth:`state` (checked by :func:`~clustering.model_file.check_state` when read from a
         file; networks rebuilt by :func:`~clustering.model_file.build_network`)."""
         mean = state.get("mean")
-        return cls(None if mean is None else mean.numpy(), GraphConfig(**state["graph"]),
-                   build_network(state.get("topk")), build_network(state.get("sdt")), knn=state.get("knn"),
-                   device=device, meta=state.get("meta"))
+        device = resolve_device(device)
+        topk, sdt = (None if net is None else net.to(device).eval()  # built here: moved, not copied
+                     for net in (build_network(state.get("topk")), build_network(state.get("sdt"))))
+        return cls(None if mean is None else mean.numpy(), GraphConfig(**state["graph"]), topk, sdt,
+                   knn=state.get("knn"), device=device, meta=state.get("meta"))
 
     @classmethod
     def load(cls, path: str, device: str = "auto") -> "ClusteringPipeline":
-        """Load a model file written by :meth:`save` (``export.py``). Raises :class:`~clustering.io.InputError`
+        """Load a model file written by :meth:`save` (``export.py``). Raises :class:`~clustering.errors.InputError`
         with a one-line message for a missing, truncated, foreign or incompatible file."""
-        from .io import InputError
+        from .errors import InputError
 
         state = read_model_file(path)
         device = resolve_device(device)  # a missing GPU is reported as such, not as a bad model file

@@ -44,7 +44,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from clustering.edges import oracle_k, same_identity
 from clustering.graph import knn_data, pivot_adjacency, subgraph_batch
-from clustering.io import InputError, atomic_write, check_k, load_features, load_labels
+from clustering.io import InputError, atomic_write, check_k, file_sha256, load_features, load_labels
 from clustering.knn import knn_search
 from clustering.preprocess import fit_mean, preprocess
 from clustering.subgraphs import gather_subgraphs
@@ -214,8 +214,8 @@ class FaceGraphDataModule(pl.LightningDataModule):
         beta: F-beta of the ``k*`` target.
         batch_size: centres per batch.
         num_workers, pin_memory: DataLoader settings.
-        cache_dir: where to cache the mean, the split and both kNN graphs (``.npz`` named by a hash of the inputs
-            and of every parameter that changes them); ``None`` disables the cache.
+        cache_dir: where to cache the mean, the split and both kNN graphs (``.npz`` named by a hash of the inputs'
+            content, of every parameter that changes them and of the faiss version); ``None`` disables the cache.
         knn: keyword arguments of :func:`clustering.knn.knn_search` (``method``, ``device``, ``threads``, ...).
         pivot_u: also give every batch its pivot-subgraph links ``adj`` with this u (the GNN baselines' ``pivot_u``,
             linked to it by ``train.py``); ``None``: no links.
@@ -263,6 +263,8 @@ class FaceGraphDataModule(pl.LightningDataModule):
         self.knn = dict(knn or {})
         self.pivot_u = pivot_u
         self._data: dict = {}
+        self._sha256: dict[str, tuple] = {}
+        self._checkpoint_mean: np.ndarray | None = None  # a resumed run's, checked against the fit by setup
         self.mean: np.ndarray | None = None
         self.train_graph: GraphSplit | None = None
         self.val_graph: GraphSplit | None = None
@@ -291,22 +293,32 @@ class FaceGraphDataModule(pl.LightningDataModule):
         return feats, load_labels(self.labels, n=feats.shape[0])
 
     def cache_path(self) -> Path | None:
-        """The cache file for the current inputs and parameters (``None`` without ``cache_dir``)."""
+        """The cache file for the current inputs and parameters (``None`` without ``cache_dir``): named by a hash
+        of the inputs' content (the SHA-256 of the feature and label files, not their path, size and time: a
+        same-size copy made with ``cp -p`` is another key), every parameter that changes the graphs, and the faiss
+        version (another faiss may give other neighbours)."""
         if self.cache_dir is None:
             return None
-
-        def file_id(path: str) -> dict:
-            st = os.stat(path)
-            return {"path": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        import faiss
 
         key = {
             "version": CACHE_VERSION, "source": self.source, "k": self.k, "val_fraction": self.val_fraction,
-            "split_seed": self.split_seed, "knn": self.knn,
+            "split_seed": self.split_seed, "knn": self.knn, "faiss": faiss.__version__,
             "data": (self.synthetic.to_dict() if self.source == "synthetic"
-                     else {"features": file_id(self.features), "labels": file_id(self.labels), "dim": self.dim}),
+                     else {"features": self._content_id(self.features), "labels": self._content_id(self.labels),
+                           "dim": self.dim}),
         }
         digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
         return Path(self.cache_dir) / f"facegraph-{digest}.npz"
+
+    def _content_id(self, path: str) -> str:
+        """The SHA-256 of a file's content, hashed once per instance while the file's size, time and inode stay
+        the same (``prepare_data`` and ``setup`` both ask)."""
+        st = os.stat(path)
+        stamp = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+        if self._sha256.get(path, (None,))[0] != stamp:
+            self._sha256[path] = (stamp, file_sha256(path))
+        return self._sha256[path][1]
 
     def _graphs(self, labels: np.ndarray, feats: np.ndarray) -> dict[str, np.ndarray]:
         """Split, mean and kNN graphs, from the cache when present (written there otherwise)."""
@@ -342,6 +354,8 @@ class FaceGraphDataModule(pl.LightningDataModule):
         feats, labels = self._load()
         g = self._graphs(labels, feats)
         self.mean = g["mean"].astype(np.float32)
+        if self._checkpoint_mean is not None:
+            self._check_mean(self._checkpoint_mean)
         parts = {}
         for part in ("train", "val"):
             rows = g[f"{part}_rows"].astype(np.int64)
@@ -395,5 +409,26 @@ class FaceGraphDataModule(pl.LightningDataModule):
         return {} if self.mean is None else {"mean": torch.from_numpy(self.mean)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if "mean" in state_dict:
-            self.mean = state_dict["mean"].numpy()
+        """A resumed run's checkpoint: its mean must be the one fitted on this data (the same features, labels,
+        split and ``k``: the graphs ``setup`` built use the fit), else an :class:`InputError`, never a silent mix of
+        the checkpoint's mean with graphs of another fit. Lightning calls this after ``setup`` on ``fit``; before
+        it, the mean is checked when ``setup`` runs."""
+        if "mean" not in state_dict:
+            return
+        mean = np.asarray(state_dict["mean"], dtype=np.float32)
+        if self.train_graph is None:
+            self._checkpoint_mean = mean
+            self.mean = mean
+        else:
+            self._check_mean(mean)
+
+    def _check_mean(self, mean: np.ndarray) -> None:
+        """``mean`` (a checkpoint's) must equal the mean fitted on the data, bit for bit (the fit is deterministic
+        for the same data)."""
+        if mean.shape != self.mean.shape or not np.array_equal(mean, self.mean):
+            diff = (f"max difference {float(np.abs(mean - self.mean).max()):.3g}" if mean.shape == self.mean.shape
+                    else f"shape {mean.shape}, the fit's {self.mean.shape}")
+            where = self.features if self.source == "files" else "the synthetic data"
+            raise InputError(f"{where}: the checkpoint's preprocessing mean differs from the one fitted on this data "
+                             f"({diff}): the data, the split or the labels changed since the checkpoint; resume "
+                             f"with the data it was trained on, or start a new run")

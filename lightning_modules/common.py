@@ -15,7 +15,7 @@ from torch import Tensor
 
 from clustering.model_file import NETWORKS
 
-__all__ = ["BaseModule", "param_groups", "topk_loss", "k_from_output", "network_spec", "step_seed",
+__all__ = ["BaseModule", "param_groups", "topk_loss", "k_from_output", "network_spec", "read_checkpoint", "step_seed",
            "upgrade_network_spec"]
 
 # the networks of models/ a checkpoint may record: those a model file may hold
@@ -26,6 +26,31 @@ def network_spec(net: torch.nn.Module) -> dict:
     """``class_path``/``init_args`` that rebuild a network of ``models/`` from its dataclass ``.config``:
     ``{"class_path": "models.sdt.SDT", "init_args": {"config": {"feat_dim": 256, ...}}}``."""
     return {"class_path": f"{type(net).__module__}.{type(net).__name__}", "init_args": {"config": asdict(net.config)}}
+
+
+def read_checkpoint(path: str) -> dict:
+    """A Lightning checkpoint read with ``torch.load(weights_only=True)``: tensors, numbers, strings and containers
+    only, so that a checkpoint from elsewhere never runs code (a pickled object can run any code when it is built).
+    The checkpoints ``train.py`` writes hold nothing else (their hyper-parameters are LightningCLI's plain
+    ``class_path`` / ``init_args`` dicts). Raises :class:`~clustering.errors.InputError`, one line: a missing or
+    unreadable file, or one holding another Python object (named), which is never loaded."""
+    import pickle
+    import re
+
+    from clustering.errors import InputError
+    from clustering.io import check_input_file
+
+    check_input_file(path, "checkpoint")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only refused an object
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        what = f"a Python object ({found.group(1)})" if found else "Python objects"
+        raise InputError(f"{path}: checkpoint holds {what} beyond tensors and plain values; such objects are never "
+                         f"loaded (they could run code): not a checkpoint written by train.py") from None
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())[:100]})") from None
 
 
 def upgrade_network_spec(spec):

@@ -183,6 +183,7 @@ class SDTModule(BaseModule):
 
     def pipeline(self, graph: GraphConfig, mean: np.ndarray | None, **kwargs) -> ClusteringPipeline:
         """Inference object with the Top-K predictor (if any) and the pair classifier (shares the networks: no copy;
-        they are put in eval mode). ``kwargs`` go to :class:`~clustering.pipeline.ClusteringPipeline`."""
+        they are run in eval mode and left in their own). ``kwargs`` go to
+        :class:`~clustering.pipeline.ClusteringPipeline`."""
         kwargs.setdefault("device", str(self.device))
         return ClusteringPipeline(mean, graph, topk=self.topk, sdt=self.model, **kwargs)

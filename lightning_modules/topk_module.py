@@ -12,7 +12,7 @@ from clustering.pipeline import ClusteringPipeline
 from models import TopKConfig, TopKPredictor
 from models.config import config_from_dict
 
-from .common import BaseModule, k_from_output, topk_loss, upgrade_network_spec
+from .common import BaseModule, k_from_output, read_checkpoint, topk_loss, upgrade_network_spec
 
 __all__ = ["TopKModule", "load_topk"]
 
@@ -63,8 +63,9 @@ class TopKModule(BaseModule):
         return loss
 
     def pipeline(self, graph: GraphConfig, mean: np.ndarray | None, **kwargs) -> ClusteringPipeline:
-        """Inference object with this Top-K predictor and no SDT (shares the network: no copy; it is put in eval
-        mode). ``kwargs`` go to :class:`~clustering.pipeline.ClusteringPipeline` (``knn``, ``batch_size``, ...)."""
+        """Inference object with this Top-K predictor and no SDT (shares the network: no copy; it is run in eval
+        mode and left in its own). ``kwargs`` go to :class:`~clustering.pipeline.ClusteringPipeline` (``knn``,
+        ``batch_size``, ...)."""
         kwargs.setdefault("device", str(self.device))
         return ClusteringPipeline(mean, graph, topk=self.model, sdt=None, **kwargs)
 
@@ -76,9 +77,10 @@ def load_topk(checkpoint: str) -> TopKPredictor:
     LightningModule (which, called while LightningCLI instantiates another module, would pick up that module's
     hyper-parameters). The config is ``init_args: {config: {...}}``, or, in a checkpoint written before the networks
     took a dataclass config, the same fields flat in ``init_args`` (:func:`~.common.upgrade_network_spec`); a config
-    that does not fit :class:`TopKConfig` is a one-line ``ValueError``.
+    that does not fit :class:`TopKConfig` is a one-line ``ValueError``. Read with ``weights_only=True``
+    (:func:`~.common.read_checkpoint`): a file holding other Python objects is refused, never unpickled.
     """
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(str(checkpoint))
     spec = upgrade_network_spec(ckpt.get("hyper_parameters", {}).get("model"))
     if isinstance(spec, TopKPredictor):
         net = spec

@@ -1,11 +1,14 @@
 """Plain ``nn.Module`` networks: the Top-K predictor, the Sparse Differential Transformer, the GNN pair classifiers
-(baselines) and their parts."""
+(baselines) and their parts.
+
+The GNN baselines (``LGCN``, ``PivotGAT``, their configs, ``PivotGNN``) and ``PairClassifier`` load lazily, on
+first access (``models.LGCN``, ``from models import LGCN``): they need PyTorch Geometric, which importing
+``models`` for the SDT and the Top-K predictor (a model file, ``cluster.py``) does not import."""
 
 from typing import Union
 
 from .diff_attention import SparseDiffAttention, topk_mask
 from .embedding import NeighbourEmbedding
-from .gnn import LGCN, LGCNConfig, PivotGAT, PivotGATConfig, PivotGNN
 from .sdt import SDT, SDTConfig
 from .topk import TopKConfig, TopKPredictor
 
@@ -15,7 +18,25 @@ from .topk import TopKConfig, TopKPredictor
 # built from one dataclass config, nanoGPT style (``SDT(SDTConfig(feat_dim=256, window=32))``), kept as ``.config``:
 # ``type(net)(net.config)`` rebuilds it, ``dataclasses.asdict(net.config)`` is its field dict and
 # ``type(net).config_class`` the dataclass. The pair-training module, the model file and the pipeline take any of them.
-PairClassifier = Union[SDT, PivotGNN]
+# ``PairClassifier = Union[SDT, PivotGNN]``, made on first access (below).
+
+_GNN_NAMES = ("LGCN", "LGCNConfig", "PivotGAT", "PivotGATConfig", "PivotGNN")
 
 __all__ = ["LGCN", "LGCNConfig", "NeighbourEmbedding", "PairClassifier", "PivotGAT", "PivotGATConfig",
            "PivotGNN", "SDT", "SDTConfig", "SparseDiffAttention", "TopKConfig", "TopKPredictor", "topk_mask"]
+
+
+def __getattr__(name: str):
+    """The GNN names and ``PairClassifier``, imported from :mod:`models.gnn` (and PyG) on first access."""
+    if name in _GNN_NAMES or name == "PairClassifier":
+        from . import gnn
+
+        found = {key: getattr(gnn, key) for key in _GNN_NAMES}
+        found["PairClassifier"] = Union[SDT, gnn.PivotGNN]
+        globals().update(found)  # later accesses are plain module attributes
+        return found[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

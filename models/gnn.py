@@ -2,7 +2,7 @@
 
 Same interface as :class:`models.SDT` (a centre's K neighbours in, K same-identity logits out), so that the pair
 module, ``export.py``, the model file, ``cluster.py`` and the benchmarks take them unchanged; they also need the
-subgraph's links, ``adj (B, K, K)`` from :func:`clustering.graph.pivot_adjacency` (``pivot_u`` tells the callers
+subgraph's links, ``adj (B, K, K)`` from :func:`models.pivot.pivot_adjacency` (``pivot_u`` tells the callers
 which u), and ignore the predicted Top-K size.
 """
 from __future__ import annotations
@@ -13,9 +13,8 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import GATConv, GCNConv
 
-from clustering.graph import subgraph_batch
-
 from .config import check_config_type, check_divisible, check_dropout, check_flag, check_positive
+from .pivot import subgraph_batch
 
 __all__ = ["LGCN", "LGCNConfig", "PivotGAT", "PivotGATConfig", "PivotGNN"]
 
@@ -30,7 +29,9 @@ class LGCNConfig:
         k: K of the training graph (recorded; any K works at inference).
         hidden: width of every layer.
         num_layers: graph convolutions (L-GCN has 4).
-        pivot_u: u, the neighbours per node that make links (L-GCN: 10).
+        pivot_u: u, the neighbours per node that make links (L-GCN: 10); below ``k`` (a node has k - 1 other
+            neighbours). At inference a collection of K <= u faces (K is capped at their number) links each node to
+            its K - 1 others.
         dropout: dropout after every convolution, in [0, 1).
         pivot_sims: append the scaled cosine to the pivot to the node features (False: L-GCN's features).
     """
@@ -45,6 +46,9 @@ class LGCNConfig:
 
     def __post_init__(self) -> None:
         check_positive(self, "feat_dim", "k", "hidden", "num_layers", "pivot_u")
+        if self.pivot_u >= self.k:
+            raise ValueError(f"{type(self).__name__}.pivot_u must be below k = {self.k} (a node's links come from its "
+                             f"pivot_u nearest among its k - 1 other neighbours), got {self.pivot_u}")
         check_dropout(self)
         check_flag(self, "pivot_sims")
 

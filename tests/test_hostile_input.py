@@ -115,6 +115,16 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
     (d / "y_half.meta").write_text("".join(lines[:2]) + "215.5\n" + "".join(lines[3:]))
     np.save(d / "y_str.npy", y.astype(str))
     (d / "y_latin1.meta").write_bytes("".join(lines[:-1]).encode() + "caf\xe9\n".encode("latin-1"))
+    # two labels on line 11, line 31 dropped: the count matches, every label after line 11 is shifted
+    (d / "y_two_on_a_line.txt").write_text("".join(lines[:10] + [f"{y[10]} {y[50]}\n"] + lines[11:30] + lines[31:]))
+    half = len(y) // 2
+    np.save(d / "y_2d.npy", np.stack([y[:half], y[half:2 * half]], axis=1))  # (N/2, 2): flattened, N labels
+    np.save(d / "y_float.npy", np.where(np.arange(len(y)) == 7, 3.5, y))
+    np.save(d / "y_2p63.npy", np.where(np.arange(len(y)) == 5, 2.0**63, y))  # would wrap to -2**63
+    wide = x.astype(np.float64)
+    wide[9] *= 1e30  # finite in float32, but its squared norm overflows
+    wide[12] *= 1e300  # beyond float32 altogether
+    np.save(d / "overflow.npy", wide)
     _bad_model(model, d / "nan_mean.pt", BAD_MODELS["nan_mean"][0])
     # --assign-to: a previous run on the first 400 faces (OUT.json records their fingerprint)
     np.save(d / "prev.npy", x[:400])
@@ -158,6 +168,18 @@ def _error_cases(d: Path) -> dict[str, tuple[list, str, str | None]]:
         "labels_strings_npy": ([*m, *f, "--labels", d / "y_str.npy", *o], "dtype <U", "y_str.npy"),
         "labels_not_utf8": ([*m, *f, "--labels", d / "y_latin1.meta", *o], "not a UTF-8 text file",
                             "y_latin1.meta"),
+        # labels shifted or mangled without a count mismatch (issue 18)
+        "labels_two_on_a_line": ([*m, *f, "--labels", d / "y_two_on_a_line.txt", *o],
+                                 "line 11: 2 values ", "y_two_on_a_line.txt"),
+        "labels_2d_npy": ([*m, *f, "--labels", d / "y_2d.npy", *o], "expected a 1-D array", "y_2d.npy"),
+        "labels_float_npy": ([*m, *f, "--labels", d / "y_float.npy", *o], "row 7: 3.5 is not an integer",
+                             "y_float.npy"),
+        "labels_2p63": ([*m, *f, "--labels", d / "y_2p63.npy", *o], "row 5: ", "y_2p63.npy"),
+        "features_overflow": ([*m, "--features", d / "overflow.npy", *o], "rescale", "overflow.npy"),
+        # usage errors: one line with a hint, like every other error
+        "usage_not_an_int": ([*m, *f, *o, "--dim", "abc"], "argument --dim: invalid int value: 'abc' (", None),
+        "usage_no_arguments": ([], "the following arguments are required: --features, --out (", None),
+        "usage_value_starting_with_dash": ([*m, "--features", "-f.npy", *o], "--features=-f.npy or ./-f.npy", None),
         # output paths: checked before any work
         "out_empty": ([*m, *f, "--out", ""], "--out: empty path", None),
         "labels_empty": ([*m, *f, "--labels", "", *o], "--labels: empty path", None),
