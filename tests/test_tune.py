@@ -8,26 +8,25 @@ from clustering.graph_config import GraphConfig
 from clustering.pipeline import ClusteringPipeline
 from clustering.synthetic import SyntheticConfig
 from datamodules import FaceGraphDataModule
-from export import MIN_TOLERANCE, choose, tune, tune_sets
+from export import TOLERANCE, choose, tune, tune_sets
 
 
-def _row(jac: str, th: float, val: float, stress: float, folds: list[float]) -> dict:
-    return {"jaccard": jac, "combine": "product", "threshold": th, "val": {"score": val},
-            "val+train": {"score": stress}, "score": min(val, stress), "fold_scores": folds}
+def _row(jac: str, comb: str, th: float, val: float, stress: float) -> dict:
+    return {"jaccard": jac, "combine": comb, "threshold": th, "val": {"score": val}, "val+train": {"score": stress},
+            "score": min(val, stress), "fold_scores": [min(val, stress)] * 4 + [min(val, stress) - 0.01]}
 
 
-def test_choose_keeps_the_least_drop_among_the_settings_within_the_noise_of_the_best() -> None:
-    best = _row("none", 0.0, 0.95, 0.90, [0.90, 0.91, 0.89, 0.90, 0.90])
-    robust = _row("topk", 0.1, 0.905, 0.899, [0.899, 0.90, 0.898, 0.899, 0.899])   # 0.001 below: within noise
-    far = _row("topk", 0.5, 0.88, 0.88, [0.88] * 5)                                  # 0.02 below: out
-    chosen, record = choose([best, robust, far], ["val", "val+train"])
-    assert chosen is robust
-    assert record["best"]["threshold"] == 0.0 and len(record["candidates"]) == 2
-    assert all(c["tolerance"] >= MIN_TOLERANCE for c in record["candidates"])
-    # noisy folds widen the tolerance: a setting 0.01 below the best is then within it
-    noisy = _row("topk", 0.3, 0.89, 0.89, [0.95, 0.85, 0.93, 0.86, 0.86])
-    assert choose([best, noisy], ["val", "val+train"])[0] is noisy
-    # one setting alone is chosen whatever its drop
+def test_choose_keeps_the_simplest_rule_within_the_tolerance_of_the_best() -> None:
+    best = _row("none", "product", 0.0, 0.95, 0.90)
+    simpler = _row("topk", "jaccard", 0.1, 0.905, 0.898)   # 0.002 below: within the tolerance, no pair classifier
+    simplest_far = _row("none", "jaccard", 0.5, 0.88, 0.88)  # 0.02 below: out
+    chosen, record = choose([best, simpler, simplest_far], ["val", "val+train"])
+    assert chosen is simpler and record["tolerance"] == TOLERANCE
+    assert record["best"]["threshold"] == 0.0 and [c["threshold"] for c in record["candidates"]] == [0.0, 0.1]
+    assert record["candidates"][0]["drop"] == 0.05 and "fold_se" in record["candidates"][0]
+    # equally simple: the better score; a wider tolerance lets the simplest rule in
+    assert choose([best, _row("topk", "product", 0.2, 0.95, 0.899)], ["val", "val+train"])[0] is best
+    assert choose([best, simpler, simplest_far], ["val", "val+train"], tolerance=0.03)[0] is simplest_far
     assert choose([best], ["val", "val+train"])[0] is best
 
 
@@ -54,6 +53,7 @@ def test_tune_scores_every_grid_point_on_both_sets_and_keeps_the_worse() -> None
     for r in table:
         assert r["score"] == min(r["val"]["score"], r["val+train"]["score"])
         assert len(r["fold_scores"]) == 5
+    assert record["tolerance"] == TOLERANCE
     assert (cfg.jaccard, cfg.combine, cfg.threshold) in {(r["jaccard"], r["combine"], r["threshold"])
                                                          for r in table}
     assert record["best"]["score"] == max(r["score"] for r in table)
