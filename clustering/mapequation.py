@@ -17,6 +17,22 @@ def knn_edges(nbrs: np.ndarray, weights: np.ndarray, threshold: float = 0.0) -> 
     return rows[keep], cols[keep], w[keep]
 
 
+def _top_modules(res) -> tuple[np.ndarray, np.ndarray]:
+    """``(node ids, top-level module ids)`` of an ``infomap.Result``, read element by element.
+
+    ``Result.modules()`` converts infomap's C++ vectors with Python iteration, i.e. with the ``SwigPyIterator``
+    class, which SWIG registers once per process under one name for every SWIG module: when faiss (SWIG too) is
+    imported after infomap, infomap's vectors are iterated by faiss's class and the process dies (a segmentation
+    fault, reproduced with ``import infomap, faiss`` before clustering; ``tests/test_infomap.py``). Indexing goes
+    through the vector's own ``__getitem__`` instead. (``get_node_data`` is what ``Result.modules()`` reads, in
+    the pinned infomap 2.16.0.)"""
+    data = res._engine._core.get_node_data(1, False)
+    node, module = data.node_id, data.module_id
+    n = len(node)
+    return (np.fromiter((node[i] for i in range(n)), dtype=np.int64, count=n),
+            np.fromiter((module[i] for i in range(n)), dtype=np.int64, count=n))
+
+
 def infomap_cluster(n: int, rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, *, seed: int = 0,
                     num_trials: int = 1) -> np.ndarray:
     """Two-level Infomap on an undirected weighted graph; returns ``(n,)`` int64 cluster ids ``0..C-1``.
@@ -36,9 +52,7 @@ def infomap_cluster(n: int, rows: np.ndarray, cols: np.ndarray, weights: np.ndar
             net = infomap.Network()
             net.add_links(np.stack([adj.row[keep], adj.col[keep], adj.data[keep]], axis=1))
             res = infomap.run(net, two_level=True, seed=int(seed) + 1, num_trials=int(num_trials))
-            mods = res.modules()
-            ids = np.fromiter(mods.keys(), dtype=np.int64, count=len(mods))
-            mod = np.fromiter(mods.values(), dtype=np.int64, count=len(mods))
+            ids, mod = _top_modules(res)
             labels[ids] = mod
     lone = labels < 0
     labels[lone] = labels.max(initial=-1) + 1 + np.arange(int(lone.sum()))

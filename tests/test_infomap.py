@@ -155,3 +155,20 @@ def test_knn_graph_round_trip() -> None:
     w = np.array([[1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 0]], np.float32)
     labels = _no_warnings(infomap_cluster, 6, *knn_edges(nbrs, w))
     assert _same_partition(labels, np.array([0, 0, 0, 1, 1, 1]))
+
+
+def test_infomap_imported_before_faiss_does_not_crash_the_clustering() -> None:
+    """SWIG registers one iterator class per process for every SWIG module: with infomap imported before faiss,
+    infomap's ``Result.modules()`` iterated its vectors with faiss's class and the process died (SIGSEGV). The
+    module ids are read by index instead; a user who imports infomap first gets the same labels."""
+    import subprocess
+    import sys
+
+    code = ("import infomap, faiss, numpy as np\n"
+            "from clustering.mapequation import infomap_cluster\n"
+            "rows, cols = np.array([0, 1, 2, 3, 4]), np.array([1, 2, 0, 4, 3])\n"
+            "print(infomap_cluster(6, rows, cols, np.ones(5, np.float32)).tolist())\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=__import__("pathlib").Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.strip() == "[0, 0, 0, 1, 1, 2]"
