@@ -542,9 +542,9 @@ def test_topk_plan_groups_and_dense() -> None:
 # ---------------------------------------------------------------- what the mutation run found unpinned
 
 _TOPK_KWARGS = dict(feat_dim=8, k=12, d_model=16, num_layers=1, num_heads=2, dim_feedforward=24, dropout=0.2,
-                    head="regression", relational=True)
+                    head="regression", relational=True, feature_rank=0)
 _SDT_KWARGS = dict(feat_dim=8, k=12, d_model=24, num_layers=3, num_heads=3, dim_feedforward=20, dropout=0.3,
-                   differential=True, use_topk_mask=False, mask_margin=2, window=10, relational=False)
+                   differential=True, use_topk_mask=False, mask_margin=2, window=10, relational=True, feature_rank=3)
 
 
 @pytest.mark.parametrize("cls, kwargs", [(TopKPredictor, _TOPK_KWARGS), (SDT, _SDT_KWARGS)])
@@ -628,10 +628,12 @@ def test_configs_refuse_bad_values_naming_the_field(config_class: type, values: 
 def test_configs_defaults_and_edges() -> None:
     """Today's defaults; the edges of each range are accepted; a config cannot change under its network."""
     assert dataclasses.asdict(TopKConfig(8)) == dict(feat_dim=8, k=80, d_model=128, num_layers=2, num_heads=4,
-                                                     dim_feedforward=256, dropout=0.1, head="classification", relational=False)
+                                                     dim_feedforward=256, dropout=0.1, head="classification", relational=False,
+                                                     feature_rank=0)
     assert dataclasses.asdict(SDTConfig(8)) == dict(feat_dim=8, k=80, d_model=128, num_layers=2, num_heads=2,
                                                     dim_feedforward=256, dropout=0.1, differential=True,
-                                                    use_topk_mask=True, mask_margin=0, window=None, relational=False)
+                                                    use_topk_mask=True, mask_margin=0, window=None, relational=False,
+                                                    feature_rank=0)
     assert dataclasses.asdict(LGCNConfig(8)) == dict(feat_dim=8, k=80, hidden=64, num_layers=4, pivot_u=10,
                                                      dropout=0.0, pivot_sims=False)
     # PivotGAT's: LGCN's fields in the same order, two layers by default, and its heads

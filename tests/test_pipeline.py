@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -304,9 +304,12 @@ def test_version_1_model_file_loads_and_clusters_identically(small, tmp_path: Pa
     np.testing.assert_array_equal(loaded(x), labels)
     again = loaded.state()  # and written back in the same shape
     assert again.keys() == state.keys() and again["version"] == 1
-    for slot, kwargs in (("topk", _V1_TOPK), ("sdt", _V1_SDT)):
-        assert again[slot].keys() == state[slot].keys() and again[slot]["config"] == kwargs
-        assert list(again[slot]["config"]) == list(kwargs)  # field order too
+    for slot, kwargs, config in (("topk", _V1_TOPK, TopKConfig), ("sdt", _V1_SDT, SDTConfig)):
+        # every field the version-1 file gave, in its order, then the fields added since at their defaults (under
+        # which the networks compute what they computed before)
+        added = {k: v for k, v in asdict(config(feat_dim=1)).items() if k not in kwargs}
+        assert again[slot].keys() == state[slot].keys() and again[slot]["config"] == {**kwargs, **added}
+        assert list(again[slot]["config"]) == list(kwargs) + list(added)  # field order too
     del state["sdt"]["config"]["window"]
     torch.save(state, path)
     older = ClusteringPipeline.load(str(path), device="cpu")
