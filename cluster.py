@@ -77,6 +77,8 @@ def _versions() -> dict:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from clustering.knn_config import KNN_METHODS  # dataclasses only: no numpy, torch or faiss yet
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="model file written by export.py")
     ap.add_argument("--features", required=True,
@@ -98,8 +100,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      help="identity labels of PREVIOUS_FEATS, for the metrics over all faces")
     ap.add_argument("--seed", type=int, default=None, help="Infomap and torch seed (default: the model's)")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    ap.add_argument("--knn-method", default=None, choices=["auto", "flat", "ivf", "hnsw"],
-                    help="kNN index (default: the model's setting, else flat up to 300K faces, IVF above)")
+    ap.add_argument("--knn-method", default=None, choices=KNN_METHODS,
+                    help="kNN index (default: the model's setting, else flat up to 300K faces, IVF above, IVF-PQ "
+                         "from 20M)")
     ap.add_argument("--batch-size", type=int, default=None, help="nodes per network forward")
     ap.add_argument("--progress", action="store_true", help="progress bars on every stage")
     ap.add_argument("--traceback", action="store_true", help="on an unexpected error, show the full traceback")
@@ -277,7 +280,7 @@ def _load_model(args: argparse.Namespace, feats):
         except ValueError as exc:
             raise InputError(f"--seed {args.seed}: {exc}") from None
     if args.knn_method:
-        pipe.knn["method"] = args.knn_method
+        pipe.knn = replace(pipe.knn, method=args.knn_method)
     if args.batch_size:
         pipe.batch_size = args.batch_size
     torch.manual_seed(pipe.graph.seed)  # inference draws nothing at random; this makes sure of it
@@ -350,7 +353,7 @@ def _output_texts(args: argparse.Namespace, pipe, inputs: _Inputs, pred, k: int,
                "features": os.path.abspath(args.features), "features_bytes": os.path.getsize(args.features),
                "features_sha256": hash_rows(inputs.fingerprint, inputs.feats).hexdigest(),
                "n_faces": int(pred.shape[0]), "k": int(k), "seed": int(pipe.graph.seed), "graph": pipe.graph.to_dict(),
-               "knn": pipe.knn, "batch_size": pipe.batch_size, "device": pipe.device, "versions": _versions(),
+               "knn": pipe.knn.to_dict(), "batch_size": pipe.batch_size, "device": pipe.device, "versions": _versions(),
                "notes": inputs.notes, "seconds": result["seconds"], "model_meta": pipe.meta}
     if args.assign_to is not None:
         sidecar["assign_to"] = {"previous_out": os.path.abspath(args.assign_to),

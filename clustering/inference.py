@@ -21,15 +21,17 @@ def _batches(n: int, batch_size: int, progress: bool, desc: str):
 @torch.inference_mode()
 def project_faces(model: torch.nn.Module, xt: torch.Tensor, batch_size: int = 256,
                   faces: torch.Tensor | None = None) -> torch.Tensor:
-    """``model.embed.project`` of every face, ``(N, d)``, on the device of ``xt``, computed in chunks (with
-    ``faces``, of those faces only: the other rows are left uninitialised).
+    """``model.embed.project`` of every face, ``(N, d)``, on the device of ``xt``, computed in chunks into one
+    preallocated table (with ``faces``, of those faces only: the other rows are left uninitialised).
 
     Part of the networks' token embedding depends on one face only: inference computes it once per face and
     gathers it per (centre, neighbour) pair (see :class:`models.NeighbourEmbedding`)."""
     chunk = 64 * batch_size
-    if faces is None:
-        return torch.cat([model.embed.project(xt[i:i + chunk]) for i in range(0, xt.shape[0], chunk)])
     table = xt.new_empty(xt.shape[0], model.embed.d_model)
+    if faces is None:
+        for i in range(0, xt.shape[0], chunk):
+            table[i:i + chunk] = model.embed.project(xt[i:i + chunk])
+        return table
     faces = faces.to(xt.device)
     for i in range(0, faces.shape[0], chunk):
         table[faces[i:i + chunk]] = model.embed.project(xt[faces[i:i + chunk]])
@@ -38,10 +40,23 @@ def project_faces(model: torch.nn.Module, xt: torch.Tensor, batch_size: int = 25
 
 def _face_table(model: torch.nn.Module, xt: torch.Tensor, nb: torch.Tensor, rows: torch.Tensor | None,
                 batch_size: int) -> torch.Tensor:
-    """:func:`project_faces` of the faces the centres ``rows`` (all when None) see."""
+    """:func:`project_faces` of the faces the centres ``rows`` (all when None) see (found with an ``(N,)`` mask,
+    row chunk by row chunk: no copy of their neighbour lists)."""
     if rows is None or 2 * rows.shape[0] >= nb.shape[0]:
         return project_faces(model, xt, batch_size)
-    return project_faces(model, xt, batch_size, faces=torch.unique(nb[rows]))
+    seen = torch.zeros(nb.shape[0], dtype=torch.bool)
+    for i in range(0, rows.shape[0], 65_536):
+        seen[nb[rows[i:i + 65_536]].reshape(-1)] = True
+    return project_faces(model, xt, batch_size, faces=torch.nonzero(seen)[:, 0])
+
+
+def _ids(nbrs: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """The neighbour ids as a tensor of their own integer dtype (int32 or int64), without a copy: batches index
+    with them directly (an int64 copy of ``(N, K)`` ids is 640 MB at 1M faces)."""
+    if isinstance(nbrs, torch.Tensor):
+        return nbrs
+    nbrs = np.ascontiguousarray(nbrs)
+    return torch.from_numpy(nbrs if nbrs.dtype in (np.int32, np.int64) else nbrs.astype(np.int64))
 
 
 def _rows(rows: np.ndarray | None, n: int) -> torch.Tensor:
@@ -62,7 +77,7 @@ def predict_k(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np.nda
     model.eval()
     device = torch.device(device)
     xt = as_tensor(x, torch.float32).to(device)
-    nb = as_tensor(nbrs, torch.int64)
+    nb = _ids(nbrs)
     st = as_tensor(sims, torch.float32)
     centres = _rows(rows, nb.shape[0])
     table = _face_table(model, xt, nb, None if rows is None else centres, batch_size)
@@ -97,7 +112,7 @@ def predict_pairs(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: np
     if pivot_u:
         from .graph import pivot_adjacency  # PyG: imported only for the GNNs
     window = getattr(model, "window", None)  # an SDT with a window scores (and needs) the first W neighbours only
-    nb_all = as_tensor(nbrs, torch.int64)
+    nb_all = _ids(nbrs)
     nb = nb_all[:, :window]
     st = as_tensor(sims, torch.float32)[:, :window]
     kt = as_tensor(k, torch.int64)

@@ -15,9 +15,10 @@ import numpy as np
 import torch
 
 from .graph_config import GraphConfig
+from .knn_config import KnnConfig
 from .inference import predict_k, predict_pairs, resolve_device
 from .model_file import MODEL_FORMAT, MODEL_VERSION, build_network, network_state, read_model_file
-from .refine import READS_K, edge_weights, jaccard_weights, pairs_to_score, refine_and_cluster
+from .refine import READS_K, cluster_edges, edge_weights, jaccard_weights, pairs_to_score
 from .timer import Timer
 
 __all__ = ["ClusteringPipeline"]
@@ -39,7 +40,7 @@ class ClusteringPipeline:
         graph: the graph settings (K, transform, Jaccard, combine rule, threshold, Infomap seed).
         topk: a :class:`models.TopKPredictor` or ``None``.
         sdt: a :class:`models.SDT` or ``None``.
-        knn: keyword arguments for :func:`clustering.knn.knn_search` (method, nprobe, ...).
+        knn: the kNN settings, a :class:`~clustering.knn.KnnConfig` (or its dict, as a model file stores it).
         batch_size: centres per network forward; ``None`` picks 256 on a CPU (the fastest of 128..2048 measured for
             the project's models on 2 cores: larger batches fall out of cache) and 4096 on a GPU.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (:func:`resolve_device`).
@@ -47,13 +48,14 @@ class ClusteringPipeline:
     """
 
     def __init__(self, mean: np.ndarray | None, graph: GraphConfig, topk: torch.nn.Module | None = None,
-                 sdt: torch.nn.Module | None = None, *, knn: dict | None = None, batch_size: int | None = None,
+                 sdt: torch.nn.Module | None = None, *, knn: KnnConfig | dict | None = None,
+                 batch_size: int | None = None,
                  device: str = "auto", meta: dict | None = None) -> None:
         self.mean = None if mean is None else np.asarray(mean, dtype=np.float32)
         self.graph = graph
         self.topk = topk
         self.sdt = sdt
-        self.knn = dict(knn or {})
+        self.knn = KnnConfig.from_dict(knn)
         self.device = resolve_device(device)
         self.batch_size = batch_size or (256 if torch.device(self.device).type == "cpu" else 4096)
         self.meta = dict(meta or {})
@@ -90,9 +92,9 @@ class ClusteringPipeline:
             return knn_search(x, min(k or self.graph.k, x.shape[0]), progress=progress, **self.knn_options())
 
     def knn_options(self) -> dict:
-        """Keyword arguments for :func:`clustering.knn.knn_search` / ``knn_index``: the model's kNN settings on
-        this pipeline's device."""
-        return {"device": self.device if self.device.startswith("cuda") else "cpu", **self.knn}
+        """Keyword arguments for :func:`clustering.knn.knn_search` / ``knn_index``: the model's kNN settings
+        (``config``) on this pipeline's device."""
+        return {"config": self.knn, "device": self.device if self.device.startswith("cuda") else "cpu"}
 
     def predict(self, x: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, timer: Timer | None = None,
                 progress: bool = False) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -144,27 +146,50 @@ class ClusteringPipeline:
         """Networks + graph half on a ready kNN graph, the networks scoring only what the model's graph rule can
         use (:meth:`scores`). Returns ``(N,)`` cluster ids."""
         timer = timer or Timer()
-        k, pair_prob, p = self.scores(x, nbrs, sims, timer, progress, rule=self.graph)
-        return refine_and_cluster(nbrs, sims, self.graph, k=k, pair_prob=pair_prob, jaccard_prob=p, timer=timer)
+        return self._prune_and_cluster(nbrs, sims, [*self.scores(x, nbrs, sims, timer, progress, rule=self.graph)],
+                                       timer)
 
-    def cluster(self, feats, timer: Timer | None = None, progress: bool = False) -> tuple[np.ndarray, dict]:
+    def _prune_and_cluster(self, nbrs: np.ndarray, sims: np.ndarray, scores: list, timer: Timer) -> np.ndarray:
+        """The graph half after :meth:`scores`: edge weights (stage ``"jaccard"``), then prune and Infomap
+        (:func:`~clustering.refine.cluster_edges`). ``scores`` (``[k, pair_prob, jaccard_prob]``) is emptied once
+        the weights are made, so those ``(N, K)`` arrays are freed before Infomap unless the caller holds them."""
+        with timer("jaccard"):
+            w = edge_weights(nbrs, sims, self.graph, k=scores[0], pair_prob=scores[1], jaccard_prob=scores[2])
+        scores.clear()
+        return cluster_edges(nbrs, w, self.graph, timer)
+
+    def cluster(self, feats, timer: Timer | None = None, progress: bool = False, *, keep: dict | None = None
+                ) -> tuple[np.ndarray, dict]:
         """Cluster raw ``(N, d)`` embeddings (checked by the caller): ``(labels (N,) int64, info)``.
 
         Identical faces (rows equal after preprocessing) are one node of the graph, expanded afterwards, so they
         always share a cluster: as separate nodes a predicted ``k_i = 1`` (or a threshold) could cut the edge
         between them. ``info``: ``k`` (neighbours used: the model's K, capped at the number of distinct faces) and
-        ``n_distinct``."""
+        ``n_distinct``.
+
+        Memory: a memory-mapped ``feats`` is read in chunks and its pages released once preprocessed
+        (:func:`~clustering.preprocess.preprocess`); every stage holds ``O(N K)`` beyond the ``(N, d)`` features,
+        and the features, the predicted k and the pair and Jaccard probabilities are freed before Infomap (which
+        gets the pruned edge list only). ``keep``: a dict that receives the kNN graph of the distinct faces
+        (``nbrs``, ``sims``), the predicted ``k`` (or None) and the index used (``knn``), for diagnosis."""
+        from .knn import faiss_gpus, resolve_method
         from .preprocess import preprocess, unique_rows
 
         timer = timer or Timer()
         with timer("preprocess"):
-            x = preprocess(feats, self.mean)
+            x = preprocess(feats, self.mean, release=True)
             first, inverse = unique_rows(x)
             if len(first) < len(x):
                 x = x[first]
         k = min(self.graph.k, x.shape[0])
         nbrs, sims = self._knn(x, k, timer, progress)
-        labels = self.run_graph(x, nbrs, sims, timer, progress)
+        scores = [*self.scores(x, nbrs, sims, timer, progress, rule=self.graph)]
+        if keep is not None:
+            device = self.knn_options()["device"]
+            keep.update(nbrs=nbrs, sims=sims, k=scores[0],
+                        knn=resolve_method(self.knn, x.shape[0], bool(faiss_gpus(device))))
+        del x  # the networks are done: Infomap needs the graph only
+        labels = self._prune_and_cluster(nbrs, sims, scores, timer)
         return labels[inverse], {"k": int(k), "n_distinct": int(len(first))}
 
     def __call__(self, feats: np.ndarray, timer: Timer | None = None, progress: bool = False) -> np.ndarray:
@@ -215,7 +240,7 @@ class ClusteringPipeline:
         """A plain dict (tensors, numbers, strings) holding everything inference needs (:mod:`clustering.model_file`)."""
         return {"format": MODEL_FORMAT, "version": MODEL_VERSION,
                 "mean": None if self.mean is None else torch.from_numpy(self.mean.copy()),
-                "graph": self.graph.to_dict(), "knn": self.knn,
+                "graph": self.graph.to_dict(), "knn": self.knn.to_dict(),
                 "topk": network_state(self.topk), "sdt": network_state(self.sdt),
                 # plain JSON types only, so that the file loads with torch.load(weights_only=True)
                 "meta": json.loads(json.dumps(self.meta, default=str))}

@@ -12,7 +12,8 @@ from .graph_config import COMBINES, JACCARDS, TRANSFORM_NAMES, Combine, GraphCon
 from .mapequation import infomap_cluster, knn_edges
 from .timer import Timer
 
-__all__ = ["jaccard_weights", "combine_edges", "edge_weights", "refine_and_cluster", "pairs_to_score", "READS_K"]
+__all__ = ["jaccard_weights", "combine_edges", "edge_weights", "refine_and_cluster", "cluster_edges",
+           "pairs_to_score", "READS_K"]
 
 
 def jaccard_weights(nbrs: np.ndarray, sims: np.ndarray, k: np.ndarray | None, cfg: GraphConfig) -> np.ndarray:
@@ -68,8 +69,15 @@ def refine_and_cluster(nbrs: np.ndarray, sims: np.ndarray, cfg: GraphConfig, *, 
     timer = timer or Timer()
     with timer("jaccard"):
         w = edge_weights(nbrs, sims, cfg, k=k, pair_prob=pair_prob, jaccard_prob=jaccard_prob)
+    return cluster_edges(nbrs, w, cfg, timer)
+
+
+def cluster_edges(nbrs: np.ndarray, weights: np.ndarray, cfg: GraphConfig, timer: Timer | None = None) -> np.ndarray:
+    """Prune the kNN-aligned edge ``weights`` at ``cfg.threshold`` and cluster what is left with Infomap (stage
+    ``"infomap"``): ``(N,)`` labels. Infomap gets the kept edges only (``O(E)``; :func:`knn_edges`)."""
+    timer = timer or Timer()
     with timer("infomap"):
-        rows, cols, ww = knn_edges(nbrs, w, cfg.threshold)
+        rows, cols, ww = knn_edges(nbrs, weights, cfg.threshold)
         return infomap_cluster(nbrs.shape[0], rows, cols, ww, seed=cfg.seed, num_trials=cfg.num_trials)
 
 
