@@ -51,48 +51,68 @@ def record(dataset: str, split: str, method: str, metrics: dict, seconds: float,
             "seconds": round(seconds, 3), "params": params}
 
 
+def baseline_k(method: str, graph: dict) -> np.ndarray | None:
+    """The k a baseline reads: the oracle k* from the labels for the oracle, none otherwise."""
+    return oracle_k(graph["nbrs"], graph["labels"]) if method == "topk-jaccard-oracle" else None
+
+
+def tune_baseline(method: str, train: dict) -> GraphConfig:
+    """The grid value of ``method`` with the best :func:`selection_score` on the train graph."""
+    base, grid = GRID[method]
+    best = None
+    for t in grid:
+        cfg = replace(base, threshold=float(t))
+        m = evaluate(train["labels"], refine_and_cluster(train["nbrs"], train["sims"], cfg,
+                                                          k=baseline_k(method, train)))
+        if best is None or selection_score(m) > selection_score(best[1]):
+            best = (cfg, m)
+    return best[0]
+
+
+def baseline_params(method: str, cfg: GraphConfig) -> dict:
+    return {**cfg.to_dict(), "tuned_on": "train", "grid": list(map(float, GRID[method][1])),
+            "description": DESCRIPTION[method]}
+
+
 def run_baselines(dataset: str, graphs: dict, methods: list[str]) -> list[dict]:
     rows = []
     for method in methods:
-        base, grid = GRID[method]
-        best = None
-        for t in grid:
-            cfg = replace(base, threshold=float(t))
-            g = graphs["train"]
-            k = oracle_k(g["nbrs"], g["labels"]) if method == "topk-jaccard-oracle" else None
-            m = evaluate(g["labels"], refine_and_cluster(g["nbrs"], g["sims"], cfg, k=k))
-            if best is None or selection_score(m) > selection_score(best[1]):
-                best = (cfg, m)
-        cfg = best[0]
+        cfg = tune_baseline(method, graphs["train"])
         for split, g in graphs.items():
             timer = Timer()
             with timer("total"):
-                k = oracle_k(g["nbrs"], g["labels"]) if method == "topk-jaccard-oracle" else None
-                labels = refine_and_cluster(g["nbrs"], g["sims"], cfg, k=k)
+                labels = refine_and_cluster(g["nbrs"], g["sims"], cfg, k=baseline_k(method, g))
             m = evaluate(g["labels"], labels)
-            params = {**cfg.to_dict(), "tuned_on": "train", "grid": list(map(float, grid)),
-                      "description": DESCRIPTION[method]}
-            rows.append(record(dataset, split, method, m, timer.seconds["total"] + g["seconds"], params))
+            rows.append(record(dataset, split, method, m, timer.seconds["total"] + g["seconds"],
+                               baseline_params(method, cfg)))
             rows[-1]["largest"] = largest_clusters(g["labels"], labels)
     return rows
 
 
-def run_hdbscan(dataset: str, graphs: dict) -> list[dict]:
-    """HDBSCAN rows: ``min_cluster_size`` chosen on the train split, applied unchanged to every split."""
+def tune_hdbscan(train: dict) -> int:
+    """HDBSCAN's ``min_cluster_size`` with the best :func:`selection_score` on the train graph."""
     best = None
-    g = graphs["train"]
     for mcs in HDBSCAN_GRID:
-        m = evaluate(g["labels"], hdbscan_cluster(g["nbrs"], g["sims"], mcs))
+        m = evaluate(train["labels"], hdbscan_cluster(train["nbrs"], train["sims"], mcs))
         if best is None or selection_score(m) > selection_score(best[1]):
             best = (mcs, m)
+    return best[0]
+
+
+HDBSCAN_DESCRIPTION = "scikit-learn HDBSCAN on the kNN graph (sparse precomputed distances)"
+
+
+def run_hdbscan(dataset: str, graphs: dict) -> list[dict]:
+    """HDBSCAN rows: ``min_cluster_size`` chosen on the train split, applied unchanged to every split."""
+    mcs = tune_hdbscan(graphs["train"])
     rows = []
     for split, g in graphs.items():
         t0 = time.perf_counter()
-        pred = hdbscan_cluster(g["nbrs"], g["sims"], best[0])
+        pred = hdbscan_cluster(g["nbrs"], g["sims"], mcs)
         r = record(dataset, split, "hdbscan", evaluate(g["labels"], pred),
                    time.perf_counter() - t0 + g["seconds"],
-                   {"min_cluster_size": best[0], "tuned_on": "train", "grid": list(HDBSCAN_GRID),
-                    "description": "scikit-learn HDBSCAN on the kNN graph (sparse precomputed distances)"})
+                   {"min_cluster_size": mcs, "tuned_on": "train", "grid": list(HDBSCAN_GRID),
+                    "description": HDBSCAN_DESCRIPTION})
         r["largest"] = largest_clusters(g["labels"], pred)
         rows.append(r)
     return rows
