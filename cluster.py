@@ -104,6 +104,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="kNN index (default: the model's setting, else flat up to 300K faces, IVF above, IVF-PQ "
                          "from 20M)")
     ap.add_argument("--batch-size", type=int, default=None, help="nodes per network forward")
+    ap.add_argument("--row-block", type=int, default=None,
+                    help="rows per block (default 65536): network batches never cross a block, and a distributed run "
+                         "(torchrun) deals whole blocks to its ranks; a given value gives the same labels with any "
+                         "number of ranks")
     ap.add_argument("--progress", action="store_true", help="progress bars on every stage")
     ap.add_argument("--traceback", action="store_true", help="on an unexpected error, show the full traceback")
     return ap.parse_args(argv)
@@ -135,7 +139,7 @@ def _check_args(args: argparse.Namespace) -> None:
         raise InputError(f"{args.labels}: --labels with --assign-to needs --previous-labels too (OUT and its metrics "
                          f"cover all faces)")
     for flag, value in (("--dim", args.dim), ("--previous-dim", args.previous_dim),
-                        ("--batch-size", args.batch_size)):
+                        ("--batch-size", args.batch_size), ("--row-block", args.row_block)):
         if value is not None and value <= 0:
             raise InputError(f"{flag} must be a positive integer, got {value}")
     if args.seed is not None and args.seed < 0:
@@ -203,13 +207,17 @@ class _Inputs:
     prev_labels: Any = None
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace) -> dict | None:
     """Check the arguments and reserve the outputs, read the inputs, load the model, cluster (or assign the new
-    faces to PREVIOUS_OUT's clusters), then write every output at once. Returns the result (metrics with labels)."""
+    faces to PREVIOUS_OUT's clusters), then write every output at once. Returns the result (metrics with labels);
+    under ``torchrun``, rank 0 does all this and the other ranks score their rows and return None."""
     from clustering.io import AtomicFiles
 
     t_start = time.perf_counter()
     _check_args(args)
+    ranks = _ranks(args)
+    if ranks is not None and ranks.rank != 0:
+        return _follow(args, ranks)
     with AtomicFiles(_output_paths(args)) as outputs:  # every output checked and reserved before any work
         t_load = time.perf_counter()
         inputs = _read_inputs(args)
@@ -219,7 +227,7 @@ def run(args: argparse.Namespace) -> dict:
         timer = Timer()
         timer.seconds["load"] = time.perf_counter() - t_load
         pred, labels, k, info = (_assign_new(args, pipe, inputs, timer) if args.assign_to is not None
-                                 else _cluster_all(args, pipe, inputs, timer))
+                                 else _cluster_all(args, pipe, inputs, timer, ranks))
         for note in inputs.notes:
             print(f"note: {_one_line(note)}", file=sys.stderr)
         result = _result(args, pred, labels, info, timer, t_start, n_new=inputs.feats.shape[0])
@@ -227,6 +235,26 @@ def run(args: argparse.Namespace) -> dict:
         outputs.commit({path: (lambda fh, text=text: fh.write(text.encode("utf-8")))
                         for path, text in texts.items()})
     return result
+
+
+def _ranks(args: argparse.Namespace):
+    """This process's :class:`~clustering.distributed.Ranks` under ``torchrun`` (``WORLD_SIZE`` > 1), else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from clustering.distributed import init_ranks
+    from clustering.inference import ROW_BLOCK
+    from clustering.io import InputError
+
+    if args.assign_to is not None:
+        raise InputError(f"{args.assign_to}: --assign-to runs in one process, not under torchrun")
+    return init_ranks(args.row_block or ROW_BLOCK)
+
+
+def _follow(args: argparse.Namespace, ranks) -> None:
+    """A rank other than 0 of a distributed run: read the faces, score this rank's rows, hand its edges to rank
+    0 (which writes every output); nothing is written here."""
+    inputs = _read_inputs(args)
+    _load_model(args, inputs.feats).cluster(inputs.feats, progress=args.progress, ranks=ranks)
 
 
 def _read_inputs(args: argparse.Namespace) -> _Inputs:
@@ -283,13 +311,17 @@ def _load_model(args: argparse.Namespace, feats):
         pipe.knn = replace(pipe.knn, method=args.knn_method)
     if args.batch_size:
         pipe.batch_size = args.batch_size
+    if args.row_block:
+        pipe.row_block = args.row_block
     torch.manual_seed(pipe.graph.seed)  # inference draws nothing at random; this makes sure of it
     return pipe
 
 
-def _cluster_all(args: argparse.Namespace, pipe, inputs: _Inputs, timer):
-    """Cluster the features: ``(ids, labels, K used, info)``."""
-    pred, info = pipe.cluster(inputs.feats, timer, progress=args.progress)
+def _cluster_all(args: argparse.Namespace, pipe, inputs: _Inputs, timer, ranks=None):
+    """Cluster the features: ``(ids, labels, K used, info)`` (``ranks``: rank 0 of a distributed run)."""
+    pred, info = pipe.cluster(inputs.feats, timer, progress=args.progress, ranks=ranks)
+    if ranks is not None:
+        info["world_size"] = ranks.world
     k = info.pop("k")
     n = inputs.feats.shape[0]
     _note_small_k(args, pipe, k, f"{n} face{'s' if n > 1 else ''}", inputs.notes)
@@ -353,7 +385,8 @@ def _output_texts(args: argparse.Namespace, pipe, inputs: _Inputs, pred, k: int,
                "features": os.path.abspath(args.features), "features_bytes": os.path.getsize(args.features),
                "features_sha256": hash_rows(inputs.fingerprint, inputs.feats).hexdigest(),
                "n_faces": int(pred.shape[0]), "k": int(k), "seed": int(pipe.graph.seed), "graph": pipe.graph.to_dict(),
-               "knn": pipe.knn.to_dict(), "batch_size": pipe.batch_size, "device": pipe.device, "versions": _versions(),
+               "knn": pipe.knn.to_dict(), "batch_size": pipe.batch_size, "row_block": pipe.row_block,
+               "world_size": info.get("world_size", 1), "device": pipe.device, "versions": _versions(),
                "notes": inputs.notes, "seconds": result["seconds"], "model_meta": pipe.meta}
     if args.assign_to is not None:
         sidecar["assign_to"] = {"previous_out": os.path.abspath(args.assign_to),
@@ -385,6 +418,8 @@ def _main(argv: list[str] | None) -> int:
 
     try:
         result = run(args)
+        if result is None:  # a rank other than 0 of a distributed run: rank 0 reports
+            return 0
     except InputError as err:
         print(f"error: {_one_line(err)}", file=sys.stderr)
         return 2

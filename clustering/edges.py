@@ -83,9 +83,10 @@ def _top_mask(nbrs: np.ndarray, k_vec: np.ndarray, chunk: int = 65_536) -> np.nd
 
 
 def _intersection_chunks(nbrs: np.ndarray, p_hat: np.ndarray, k_vec: np.ndarray, in_top: np.ndarray, *,
-                         mem_mb: float = 512, ragged: bool | None = None):
+                         mem_mb: float = 512, ragged: bool | None = None, span: tuple[int, int] | None = None):
     """The sums of :func:`intersections`, one chunk of centres at a time: yields ``(start, stop, a, b, c)`` with
-    ``a, b, c`` the ``(stop - start, K)`` float32 tensors of rows ``start:stop``. Memory beyond the inputs (ids of
+    ``a, b, c`` the ``(stop - start, K)`` float32 tensors of rows ``start:stop``, over the rows of ``span``
+    (``(lo, hi)``; default all). A row's sums do not depend on the chunk it is computed in (tested). Memory beyond the inputs (ids of
     any integer dtype, used as they are: no int64 copy) is the dense chunk buffer (``mem_mb``) and one chunk's
     gathers; a caller that reduces each chunk as it comes never holds an ``(N, K)`` intermediate."""
     n, K = nbrs.shape
@@ -95,14 +96,15 @@ def _intersection_chunks(nbrs: np.ndarray, p_hat: np.ndarray, k_vec: np.ndarray,
     top = torch.from_numpy(in_top)
     ragged = float(k_vec.mean()) < 0.4 * K if ragged is None else ragged
     rows = _chunk_rows(n, K, mem_mb)
+    lo, hi = span or (0, n)
     # dense[r, h] = (p^_ih, 1) for h in N_i^k, else (0, 0): both values sit in one 8-byte word, so one random
     # gather (of the float64 view) fetches both
-    dense = torch.zeros((rows, n, 2), dtype=torch.float32)
+    dense = torch.zeros((min(rows, max(hi - lo, 1)), n, 2), dtype=torch.float32)
     dense_flat = dense.view(-1)
     dense_words = dense.view(torch.float64).view(-1)
     with torch.inference_mode():
-        for start in range(0, n, rows):
-            stop = min(n, start + rows)
+        for start in range(lo, hi, rows):
+            stop = min(hi, start + rows)
             cr = stop - start
             local = torch.arange(cr)[:, None].expand(cr, K)
             own = nb[start:stop]                                    # (C, K) ids h of N_i = the partners j
@@ -211,15 +213,17 @@ def _k_vector(k: np.ndarray | int | None, n: int, K: int) -> np.ndarray:
 
 
 def topk_jaccard(nbrs: np.ndarray, sims: np.ndarray, k: np.ndarray | int | None, *, transform: str = "sigmoid",
-                 mem_mb: float = 512) -> np.ndarray:
+                 mem_mb: float = 512, span: tuple[int, int] | None = None) -> np.ndarray:
     """Top-K weighted Jaccard edge probability ``p~_ij`` (METHOD.md step 5) for every kNN pair, ``(N, K)``.
 
     Args:
         nbrs, sims: the kNN graph (self first).
         k: per-node Top-K sizes (predicted or oracle), an int, or ``None`` for all K (FC-ESER's version).
         transform: ``"sigmoid"`` (this method) or ``"exp"`` (FC-ESER) for ``P_ij``.
+        span: ``(lo, hi)``: the rows ``lo:hi`` only, ``(hi - lo, K)`` (the neighbours' lists are read in full).
     """
     n, K = nbrs.shape
+    lo, hi = span or (0, n)
     k_vec = _k_vector(k, n, K)
     p_hat = np.empty((n, K), dtype=np.float32)
     for start in range(0, n, 65_536):  # row by row: no (N, K) temporaries of the transform
@@ -228,10 +232,10 @@ def topk_jaccard(nbrs: np.ndarray, sims: np.ndarray, k: np.ndarray | int | None,
     s = np.empty(n, dtype=np.float32)  # sum_{h in N_i^k} p^_ih
     for start in range(0, n, 65_536):
         s[start:start + 65_536] = (p_hat[start:start + 65_536] * top[start:start + 65_536]).sum(axis=1)
-    out = np.empty((n, K), dtype=np.float32)
-    for start, stop, a, b, _ in _intersection_chunks(nbrs, p_hat, k_vec, top, mem_mb=mem_mb):
+    out = np.empty((hi - lo, K), dtype=np.float32)
+    for start, stop, a, b, _ in _intersection_chunks(nbrs, p_hat, k_vec, top, mem_mb=mem_mb, span=(lo, hi)):
         denom = s[start:stop, None] + s[nbrs[start:stop]]
-        out[start:stop] = (a.numpy() + b.numpy()) / np.maximum(denom, 1e-12)
+        out[start - lo:stop - lo] = (a.numpy() + b.numpy()) / np.maximum(denom, 1e-12)
     return out
 
 
@@ -240,18 +244,20 @@ def weighted_jaccard(nbrs: np.ndarray, sims: np.ndarray, *, transform: str = "ex
     return topk_jaccard(nbrs, sims, None, transform=transform, mem_mb=mem_mb)
 
 
-def plain_jaccard(nbrs: np.ndarray, k: np.ndarray | int | None = None, *, mem_mb: float = 512) -> np.ndarray:
-    """Ada-NETS' ``|N_i^k ∩ N_j^k| / |N_i^k ∪ N_j^k|`` for every kNN pair, ``(N, K)``."""
+def plain_jaccard(nbrs: np.ndarray, k: np.ndarray | int | None = None, *, mem_mb: float = 512,
+                  span: tuple[int, int] | None = None) -> np.ndarray:
+    """Ada-NETS' ``|N_i^k ∩ N_j^k| / |N_i^k ∪ N_j^k|`` for every kNN pair, ``(N, K)`` (``span``: rows ``lo:hi``)."""
     n, K = nbrs.shape
+    lo, hi = span or (0, n)
     k_vec = _k_vector(k, n, K)
     top = _top_mask(nbrs, k_vec)
     size = top.sum(axis=1, dtype=np.int64)
-    out = np.empty((n, K), dtype=np.float32)
+    out = np.empty((hi - lo, K), dtype=np.float32)
     for start, stop, _, _, c in _intersection_chunks(nbrs, np.ones(nbrs.shape, np.float32), k_vec, top,
-                                                     mem_mb=mem_mb):
+                                                     mem_mb=mem_mb, span=(lo, hi)):
         c = c.numpy()
         union = size[start:stop, None] + size[nbrs[start:stop]] - c
-        out[start:stop] = c / np.maximum(union, 1)
+        out[start - lo:stop - lo] = c / np.maximum(union, 1)
     return out
 
 

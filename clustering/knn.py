@@ -94,12 +94,15 @@ def faiss_gpus(device: str = "auto") -> list[int]:
     """The GPUs faiss should use (empty: the CPU).
 
     ``device``: ``"cpu"`` (CPU), ``"auto"`` (the GPUs this faiss build sees, silently the CPU without any),
-    ``"cuda"`` / ``"gpu"`` (the same, with a warning when it falls back to the CPU), ``"cuda:N"`` (GPU N only). A
+    ``"cuda"`` / ``"gpu"`` (the same, with a warning when it falls back to the CPU), ``"cuda:N"`` (GPU N only),
+    ``"all"`` (every GPU faiss sees, whatever the process owns: a distributed run's rank 0). A
     process that owns one GPU (``LOCAL_RANK`` set: a rank of ``torchrun``) uses that one only; otherwise
     ``"auto"`` / ``"cuda"`` take every GPU faiss sees, the index sharded over them."""
     if device == "cpu":
         return []
     n_gpu = _num_gpus()
+    if device == "all":
+        return list(range(n_gpu))
     if device == "auto" and n_gpu == 0:
         return []
     if n_gpu == 0:

@@ -6,9 +6,10 @@ import numpy as np
 __all__ = ["knn_edges", "undirected_links", "infomap_cluster"]
 
 
-def knn_edges(nbrs: np.ndarray, weights: np.ndarray, threshold: float = 0.0, *, chunk: int = 65_536
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def knn_edges(nbrs: np.ndarray, weights: np.ndarray, threshold: float = 0.0, *, chunk: int = 65_536,
+              first_row: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Edge list ``(rows, cols, w)`` from kNN-aligned weights: self loops dropped, only ``w > threshold`` kept.
+    ``first_row``: the face of the first row (a distributed rank's rows ``lo:hi``).
 
     Row chunk by row chunk (``O(chunk K)`` temporaries, no ``(N K,)`` row index); ``rows`` and ``cols`` have the
     dtype of ``nbrs`` (int32 below 2^31 faces), ``w`` float32, in row-major order of the kept entries."""
@@ -17,9 +18,10 @@ def knn_edges(nbrs: np.ndarray, weights: np.ndarray, threshold: float = 0.0, *, 
     for start in range(0, n, chunk):
         nb = nbrs[start:start + chunk]
         w = np.asarray(weights[start:start + chunk], dtype=np.float32)
-        keep = (w > threshold) & (nb != np.arange(start, start + len(nb), dtype=nb.dtype)[:, None])
+        face = first_row + start
+        keep = (w > threshold) & (nb != np.arange(face, face + len(nb), dtype=nb.dtype)[:, None])
         r, s = np.nonzero(keep)
-        parts.append(((r + start).astype(nbrs.dtype), nb[r, s], w[r, s]))
+        parts.append(((r + face).astype(nbrs.dtype), nb[r, s], w[r, s]))
     if not parts:
         return (np.empty(0, nbrs.dtype), np.empty(0, nbrs.dtype), np.empty(0, np.float32))
     return tuple(np.concatenate(p) for p in zip(*parts))
