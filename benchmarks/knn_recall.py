@@ -7,7 +7,7 @@ clustering (F_P / F_B).
         --json benchmarks/results/knn_recall.json          # ~1M faces: the index built, the sampled queries searched
 
 The rungs are :mod:`benchmarks.scale`'s (same generator, same files in ``--workdir``), preprocessed with the mean of
-the train file, K = 80. Ground truth: the exact K nearest neighbours (brute force, ``IndexFlatIP``) of ``--queries``
+the train file (with ``--model``: the model's own mean, as its pipeline does), K = 80. Ground truth: the exact K nearest neighbours (brute force, ``IndexFlatIP``) of ``--queries``
 faces drawn at random (seed 0), so it stays affordable at 1M faces. For each method (a fresh process each, for its
 own peak memory): the index is built over every face and every face searched (``--sample-only``: the sampled
 queries only, the search time of all N extrapolated from theirs), then
@@ -119,11 +119,15 @@ def main(argv: list[str] | None = None) -> None:
     mean = fit_mean(train_feats)
     nbrs, sims = knn_search(preprocess(train_feats, mean), K, method="flat", device="cpu")
     tuned = {m: tune_baseline(m, {"nbrs": nbrs, "sims": sims, "labels": train_labels}).to_dict() for m in BASELINES}
+    if args.model:  # the rungs preprocessed as the model's own pipeline does: with its mean
+        from clustering.pipeline import ClusteringPipeline
+
+        mean = ClusteringPipeline.load(args.model, device="cpu").mean
     results = []
     for mult in args.sizes:
         split = f"{mult}x"
         feats, labels = ensure_split(workdir, split, rung_config(mult), True)
-        truth = f"{feats[: -len('_features.npy')]}_truth_q{args.queries}.npz"
+        truth = f"{feats[: -len('_features.npy')]}_truth_q{args.queries}_{'model' if args.model else 'train'}.npz"
         if not os.path.exists(truth):  # exact neighbours of the sampled queries (brute force over all faces)
             t0 = time.perf_counter()
             x = preprocess(np.load(feats, mmap_mode="r"), mean, release=True)

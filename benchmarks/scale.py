@@ -28,7 +28,8 @@ Infomap), end to end in its own process; its process writes the kNN graph to ``-
 it from there: their ``seconds`` add the kNN's seconds to their own, and ``graph_peak_mb`` is the peak memory of
 the stage that built the graph (their ``peak_rss_mb`` is their own process's). Without a model a process of its
 own builds the graph. HDBSCAN runs with a time limit of ``--hdbscan-factor`` (2) times the first model's end-to-end
-seconds on the rung; past it, its row records the time-out instead of scores.
+seconds on the rung and an address space of ``--hdbscan-memory-gb`` (12 GB); past either, its row records the
+time-out or the failure instead of scores.
 
 Diagnosis per rung and method: the five largest predicted clusters (faces, identities), and for a model the mean
 absolute error of its predicted k against the oracle k* per band of k*.
@@ -111,7 +112,7 @@ def job_model(job: dict) -> dict:
 
     timer = Timer(memory=True)
     with timer("load"):
-        pipe = ClusteringPipeline.load(job["model"], device="cpu")
+        pipe = ClusteringPipeline.load(job["model"], device=job.get("device", "cpu"))
         pipe.graph = replace(pipe.graph, **job["overrides"])
         if job.get("knn_method"):
             pipe.knn = replace(pipe.knn, method=job["knn_method"])
@@ -169,19 +170,31 @@ JOBS = {"generate": job_generate, "model": job_model, "graph": job_graph, "basel
 
 
 def run_job(job: dict, isolate: bool, timeout: float | None = None, *, script: str | None = None,
-            jobs: dict | None = None) -> dict | None:
+            jobs: dict | None = None, memory_gb: float | None = None) -> dict | None:
     """Run a job of ``jobs`` (default: this script's ``JOBS``) in a fresh process of ``script`` (``isolate``; the
-    script runs ``--job JSON`` through :func:`job_main`) or in this one; ``None`` when it ran past ``timeout``
-    seconds (the process is killed). Its stderr (progress bars) passes through."""
+    script runs ``--job JSON`` through :func:`job_main`) or in this one. ``None`` when it ran past ``timeout``
+    seconds (the process is killed). With ``memory_gb`` the process's address space is capped there and a job
+    that fails returns ``{"failed": exit status}`` instead of stopping the benchmark (HDBSCAN at 1M faces may not
+    fit). Its stderr (progress bars) passes through."""
     if not isolate:
         return (jobs or JOBS)[job["kind"]](job)
     cmd = [sys.executable, str(Path(script or __file__).resolve()), "--job", json.dumps(job)]
+
+    def cap() -> None:
+        import resource
+
+        limit = int(memory_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
     try:
-        r = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=timeout, cwd=ROOT)
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=timeout, cwd=ROOT,
+                           preexec_fn=cap if memory_gb else None)
     except subprocess.TimeoutExpired:
         return None
     lines = [line for line in r.stdout.splitlines() if line.startswith(RESULT)]
     if r.returncode != 0 or not lines:
+        if memory_gb:
+            return {"failed": r.returncode}
         raise SystemExit(f"scale.py: the {job['kind']} job on {job.get('split')} failed (exit {r.returncode})")
     return json.loads(lines[-1][len(RESULT):])
 
@@ -238,7 +251,7 @@ def run_split(split: str, files: tuple[str, str], args: argparse.Namespace, tune
         share = graph is None and model_means[path]
         job = {"kind": "model", "split": split, "model": os.path.abspath(path), "overrides": overrides,
                "features": feats,
-               "labels": labels, "knn_method": args.knn_method, "progress": args.progress,
+               "labels": labels, "knn_method": args.knn_method, "progress": args.progress, "device": args.device,
                "graph_out": graph_out if share else None}
         res = run_job(job, args.isolate)
         graph = res.get("graph", graph)
@@ -254,8 +267,9 @@ def run_split(split: str, files: tuple[str, str], args: argparse.Namespace, tune
                          .to_dict(), "graph_out": graph_out, "progress": args.progress}, args.isolate)
     for method in args.methods:
         job = {"kind": "baseline", "split": split, "method": method, "graph": graph_out, "labels": labels}
-        timeout = None
+        timeout = memory_gb = None
         if method == "hdbscan":
+            memory_gb = args.hdbscan_memory_gb
             job["min_cluster_size"] = tuned["hdbscan"]
             params = {"min_cluster_size": tuned["hdbscan"], "tuned_on": "train", "grid": list(HDBSCAN_GRID),
                       "description": HDBSCAN_DESCRIPTION}
@@ -264,12 +278,18 @@ def run_split(split: str, files: tuple[str, str], args: argparse.Namespace, tune
         else:
             job["config"] = tuned[method].to_dict()
             params = baseline_params(method, tuned[method])
-        res = run_job(job, args.isolate, timeout)
+        res = run_job(job, args.isolate, timeout, memory_gb=memory_gb)
         if res is None:
             rows.append({"dataset": DATASET, "split": split, "method": method, "timed_out": True,
                          "limit_seconds": round(timeout, 1), "params": params,
                          "note": f"stopped after {args.hdbscan_factor:g}x the method's {method_seconds:.0f} s"})
             print(f"  {method} {split}: timed out after {timeout:.0f} s", flush=True)
+            continue
+        if "failed" in res:
+            rows.append({"dataset": DATASET, "split": split, "method": method, "failed": res["failed"],
+                         "memory_limit_gb": memory_gb, "params": params,
+                         "note": f"exit status {res['failed']} within a {memory_gb:g} GB address-space limit"})
+            print(f"  {method} {split}: failed (exit {res['failed']}, {memory_gb:g} GB limit)", flush=True)
             continue
         own = sum(res["stages"].values())
         r = _row(split, method, res, params, own + graph["seconds"])
@@ -290,6 +310,8 @@ def markdown(rows: list[dict], rungs: list[str]) -> str:
             return "-"
         if r.get("timed_out"):
             return f"timed out (> {r['limit_seconds']:.0f} s)"
+        if "failed" in r:
+            return f"failed (> {r['memory_limit_gb']:g} GB)"
         return f"{r['pairwise_f']:.3f} / {r['bcubed_f']:.3f}"
 
     head = "| method | " + " | ".join(rungs) + " |\n" + "|---" * (len(rungs) + 1) + "|\n"
@@ -303,9 +325,10 @@ def stage_markdown(rows: list[dict]) -> str:
             + "|---" * (len(stages) + 4) + "|\n")
     lines = []
     for r in rows:
-        if r.get("timed_out"):
-            lines.append(f"| {r['method']} | {r['split']} | " + " | ".join("-" for _ in stages) +
-                         f" | > {r['limit_seconds']:.0f} (timed out) | - |")
+        if r.get("timed_out") or "failed" in r:
+            what = (f"> {r['limit_seconds']:.0f} (timed out) | -" if r.get("timed_out")
+                    else f"- | > {r['memory_limit_gb']:g} GB (failed)")
+            lines.append(f"| {r['method']} | {r['split']} | " + " | ".join("-" for _ in stages) + f" | {what} |")
             continue
         cells = [f"{r['stages'][s]:.1f} ({r['peak_mb'][s]})" if s in r["stages"] else "-" for s in stages]
         lines.append(f"| {r['method']} | {r['split']} | " + " | ".join(cells) +
@@ -327,9 +350,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--knn-method", choices=KNN_METHODS, help="kNN index for every split (default: the model's)")
     ap.add_argument("--hdbscan-factor", type=float, default=2.0,
                     help="HDBSCAN's time limit, in multiples of the first model's seconds on the split")
+    ap.add_argument("--hdbscan-memory-gb", type=float, default=12.0,
+                    help="HDBSCAN's address-space limit (its row records the failure past it)")
     ap.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=True,
                     help="each (split, method) in a fresh process (default), for its own peak memory")
     ap.add_argument("--progress", action="store_true", help="progress bars of the kNN and the networks")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],
+                    help="where the models run (cuda: networks on the GPU, faiss on every GPU it sees)")
     ap.add_argument("--train-identities", type=int, default=TRAIN["n_identities"],
                     help="identities of the train file (the rungs scale with it); tests use a tiny value")
     ap.add_argument("--job", help=argparse.SUPPRESS)  # internal: run one job (JSON) in this process
@@ -381,6 +408,7 @@ def main(argv: list[str] | None = None) -> None:
                             "knn": (f"{args.knn_method} for every split" if args.knn_method else
                                     "the model's KnnConfig (auto: exact flat up to 300K faces, IVF above)"),
                             "generator": "clustering/synthetic.py defaults", "isolated": args.isolate,
+                            "device": args.device,
                             "hdbscan_limit": f"{args.hdbscan_factor:g}x the first model's seconds"},
                "seconds": round(time.perf_counter() - t_start, 1), "records": rows}
         with open(args.json, "w") as fh:

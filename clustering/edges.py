@@ -83,7 +83,7 @@ def _top_mask(nbrs: np.ndarray, k_vec: np.ndarray, chunk: int = 65_536) -> np.nd
 
 
 def _intersection_chunks(nbrs: np.ndarray, p_hat: np.ndarray, k_vec: np.ndarray, in_top: np.ndarray, *,
-                         mem_mb: float = 512, ragged: bool | None = None, span: tuple[int, int] | None = None):
+                         mem_mb: float = 256, ragged: bool | None = None, span: tuple[int, int] | None = None):
     """The sums of :func:`intersections`, one chunk of centres at a time: yields ``(start, stop, a, b, c)`` with
     ``a, b, c`` the ``(stop - start, K)`` float32 tensors of rows ``start:stop``, over the rows of ``span``
     (``(lo, hi)``; default all). A row's sums do not depend on the chunk it is computed in (tested). Memory beyond the inputs (ids of
@@ -129,7 +129,7 @@ def _intersection_chunks(nbrs: np.ndarray, p_hat: np.ndarray, k_vec: np.ndarray,
 
 
 def intersections(nbrs: np.ndarray, p_hat: np.ndarray, k: np.ndarray | int | None = None, *,
-                  mem_mb: float = 512, threads: int | None = None,
+                  mem_mb: float = 256, threads: int | None = None,
                   ragged: bool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For every kNN pair ``(i, j = nbrs[i, s])`` sums over ``M_ij = N_i^k ∩ N_j^k``.
 
@@ -213,7 +213,7 @@ def _k_vector(k: np.ndarray | int | None, n: int, K: int) -> np.ndarray:
 
 
 def topk_jaccard(nbrs: np.ndarray, sims: np.ndarray, k: np.ndarray | int | None, *, transform: str = "sigmoid",
-                 mem_mb: float = 512, span: tuple[int, int] | None = None) -> np.ndarray:
+                 mem_mb: float = 256, span: tuple[int, int] | None = None) -> np.ndarray:
     """Top-K weighted Jaccard edge probability ``p~_ij`` (METHOD.md step 5) for every kNN pair, ``(N, K)``.
 
     Args:
@@ -239,12 +239,12 @@ def topk_jaccard(nbrs: np.ndarray, sims: np.ndarray, k: np.ndarray | int | None,
     return out
 
 
-def weighted_jaccard(nbrs: np.ndarray, sims: np.ndarray, *, transform: str = "exp", mem_mb: float = 512) -> np.ndarray:
+def weighted_jaccard(nbrs: np.ndarray, sims: np.ndarray, *, transform: str = "exp", mem_mb: float = 256) -> np.ndarray:
     """FC-ESER's weighted Jaccard: :func:`topk_jaccard` over all K neighbours with the exp transform."""
     return topk_jaccard(nbrs, sims, None, transform=transform, mem_mb=mem_mb)
 
 
-def plain_jaccard(nbrs: np.ndarray, k: np.ndarray | int | None = None, *, mem_mb: float = 512,
+def plain_jaccard(nbrs: np.ndarray, k: np.ndarray | int | None = None, *, mem_mb: float = 256,
                   span: tuple[int, int] | None = None) -> np.ndarray:
     """Ada-NETS' ``|N_i^k ∩ N_j^k| / |N_i^k ∪ N_j^k|`` for every kNN pair, ``(N, K)`` (``span``: rows ``lo:hi``)."""
     n, K = nbrs.shape
