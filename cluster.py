@@ -205,6 +205,14 @@ class _Inputs:
     prev_feats: Any = None     # with --assign-to: the faces PREVIOUS_OUT clusters, their ids and labels
     prev_ids: Any = None
     prev_labels: Any = None
+    features_sha256: str = ""  # the fingerprint's digest once fed the new faces too (read before clustering)
+    n_new: int = 0             # the faces of --features
+
+    def take_feats(self):
+        """The features, this object's reference dropped: the pipeline frees them once preprocessed (1 GB for
+        1M faces of 256 floats)."""
+        feats, self.feats = self.feats, None
+        return feats
 
 
 def run(args: argparse.Namespace) -> dict | None:
@@ -230,7 +238,7 @@ def run(args: argparse.Namespace) -> dict | None:
                                  else _cluster_all(args, pipe, inputs, timer, ranks))
         for note in inputs.notes:
             print(f"note: {_one_line(note)}", file=sys.stderr)
-        result = _result(args, pred, labels, info, timer, t_start, n_new=inputs.feats.shape[0])
+        result = _result(args, pred, labels, info, timer, t_start, n_new=inputs.n_new)
         texts = _output_texts(args, pipe, inputs, pred, k, info, result)
         outputs.commit({path: (lambda fh, text=text: fh.write(text.encode("utf-8")))
                         for path, text in texts.items()})
@@ -254,7 +262,8 @@ def _follow(args: argparse.Namespace, ranks) -> None:
     """A rank other than 0 of a distributed run: read the faces, score this rank's rows, hand its edges to rank
     0 (which writes every output); nothing is written here."""
     inputs = _read_inputs(args)
-    _load_model(args, inputs.feats).cluster(inputs.feats, progress=args.progress, ranks=ranks)
+    pipe = _load_model(args, inputs.feats)
+    pipe.cluster(inputs.take_feats(), progress=args.progress, ranks=ranks)
 
 
 def _read_inputs(args: argparse.Namespace) -> _Inputs:
@@ -268,8 +277,9 @@ def _read_inputs(args: argparse.Namespace) -> _Inputs:
     check_model_file(args.model)  # cheap checks before importing torch; ClusteringPipeline.load does the rest
     feats = load_features(args.features, dim=args.dim)
     inputs = _Inputs(feats=feats, labels=load_labels(args.labels, n=feats.shape[0]) if args.labels else None,
-                     model_sha256=file_sha256(args.model), fingerprint=hashlib.sha256())
+                     model_sha256=file_sha256(args.model), fingerprint=hashlib.sha256(), n_new=int(feats.shape[0]))
     if args.assign_to is None:
+        inputs.features_sha256 = hash_rows(inputs.fingerprint, feats).hexdigest()
         return inputs
     prev_dim = args.previous_dim if args.previous_dim is not None else args.dim
     prev_feats = load_features(args.previous_features, dim=prev_dim)
@@ -282,6 +292,7 @@ def _read_inputs(args: argparse.Namespace) -> _Inputs:
     inputs.prev_labels = (load_labels(args.previous_labels, n=prev_feats.shape[0]) if args.previous_labels
                           else None)
     _check_previous(args, hash_rows(inputs.fingerprint, prev_feats).hexdigest(), inputs.model_sha256, inputs.notes)
+    inputs.features_sha256 = hash_rows(inputs.fingerprint, feats).hexdigest()  # previous faces, then the new
     return inputs
 
 
@@ -319,11 +330,11 @@ def _load_model(args: argparse.Namespace, feats):
 
 def _cluster_all(args: argparse.Namespace, pipe, inputs: _Inputs, timer, ranks=None):
     """Cluster the features: ``(ids, labels, K used, info)`` (``ranks``: rank 0 of a distributed run)."""
-    pred, info = pipe.cluster(inputs.feats, timer, progress=args.progress, ranks=ranks)
+    pred, info = pipe.cluster(inputs.take_feats(), timer, progress=args.progress, ranks=ranks)
     if ranks is not None:
         info["world_size"] = ranks.world
     k = info.pop("k")
-    n = inputs.feats.shape[0]
+    n = inputs.n_new
     _note_small_k(args, pipe, k, f"{n} face{'s' if n > 1 else ''}", inputs.notes)
     return pred, inputs.labels, k, info
 
@@ -375,7 +386,7 @@ def _result(args: argparse.Namespace, pred, labels, info: dict, timer, t_start: 
 def _output_texts(args: argparse.Namespace, pipe, inputs: _Inputs, pred, k: int, info: dict,
                   result: dict) -> dict[str, str]:
     """``{output path: text}``: OUT (one id per line), OUT.json (the record) and the metrics JSON."""
-    from clustering.io import file_sha256, hash_rows
+    from clustering.io import file_sha256
 
     texts = {args.out: "".join(f"{c}\n" for c in pred.tolist())}
     if args.metrics_json:
@@ -383,7 +394,7 @@ def _output_texts(args: argparse.Namespace, pipe, inputs: _Inputs, pred, k: int,
     sidecar = {"command": sys.argv, "cwd": os.getcwd(), "model": os.path.abspath(args.model),
                "model_sha256": inputs.model_sha256,
                "features": os.path.abspath(args.features), "features_bytes": os.path.getsize(args.features),
-               "features_sha256": hash_rows(inputs.fingerprint, inputs.feats).hexdigest(),
+               "features_sha256": inputs.features_sha256,
                "n_faces": int(pred.shape[0]), "k": int(k), "seed": int(pipe.graph.seed), "graph": pipe.graph.to_dict(),
                "knn": pipe.knn.to_dict(), "batch_size": pipe.batch_size, "row_block": pipe.row_block,
                "world_size": info.get("world_size", 1), "device": pipe.device, "versions": _versions(),

@@ -396,24 +396,29 @@ def main(argv: list[str] | None = None) -> None:
             pipe_mean = ClusteringPipeline.load(path, device="cpu").mean
             model_means[path] = pipe_mean is not None and np.array_equal(pipe_mean, mean)
     rows = []
-    for split in configs:
-        n = len(np.load(files[split][1], mmap_mode="r"))
-        print(f"{split}: {n} faces, {configs[split]['n_identities']} identities", flush=True)
-        rows += run_split(split, files[split], args, tuned, mean, model_means)
-    rungs = list(configs)
-    print(markdown(rows, rungs))
-    print(stage_markdown(rows))
-    if args.json:
+
+    def write() -> None:
         out = {"protocol": {"train": train_cfg, "rungs": {s: c for s, c in configs.items() if s != "train"}, "k": K,
                             "knn": (f"{args.knn_method} for every split" if args.knn_method else
                                     "the model's KnnConfig (auto: exact flat up to 300K faces, IVF above)"),
                             "generator": "clustering/synthetic.py defaults", "isolated": args.isolate,
                             "device": args.device,
                             "hdbscan_limit": f"{args.hdbscan_factor:g}x the first model's seconds"},
-               "seconds": round(time.perf_counter() - t_start, 1), "records": rows}
+               "command": "python benchmarks/scale.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+               "date": time.strftime("%Y-%m-%d"), "seconds": round(time.perf_counter() - t_start, 1),
+               "records": rows}
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=1, default=float)
 
+    for split in configs:
+        n = len(np.load(files[split][1], mmap_mode="r"))
+        print(f"{split}: {n} faces, {configs[split]['n_identities']} identities", flush=True)
+        rows += run_split(split, files[split], args, tuned, mean, model_means)
+        if args.json:  # after every split: a long run keeps what it has measured
+            write()
+    rungs = list(configs)
+    print(markdown(rows, rungs))
+    print(stage_markdown(rows))
 
 if __name__ == "__main__":
     os.chdir(ROOT)

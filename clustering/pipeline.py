@@ -220,6 +220,7 @@ class ClusteringPipeline:
         timer = timer or Timer()
         with timer("preprocess"):
             x = preprocess(feats, self.mean, release=True)
+            del feats  # freed here when the caller handed over its only reference (cluster.py does)
             first, inverse = unique_rows(x)
             if len(first) < len(x):
                 x = x[first]
