@@ -122,7 +122,8 @@ def job_model(job: dict) -> dict:
     peak = timer.peak_mb()
     labels = np.load(job["labels"])
     out = {"metrics": evaluate(labels, pred), "largest": largest_clusters(labels, pred), **_measured(timer, peak),
-           "knn": graph["knn"], "n_distinct": info["n_distinct"],
+           "knn": graph["knn"], "n_distinct": info["n_distinct"], "edges": graph.get("edges"),
+           "links": graph.get("links"),
            "params": {**pipe.graph.to_dict(), "knn": pipe.knn.to_dict(),
                       "meta": {key: v for key, v in pipe.meta.items() if key in ("description", "trained_on")}},
            "k_error": None if graph["k"] is None else k_error(graph["k"], oracle_k(graph["nbrs"], labels))}
@@ -227,7 +228,7 @@ def ensure_split(workdir: Path, split: str, config: dict, isolate: bool) -> tupl
 def _row(split: str, method: str, res: dict, params: dict, seconds: float) -> dict:
     r = record(DATASET, split, method, res["metrics"], seconds, params)
     r.update({key: res[key] for key in ("largest", "stages", "cpu_seconds", "peak_mb", "peak_rss_mb", "peak_exact", "k_error",
-                                        "knn", "n_distinct") if key in res})
+                                        "knn", "n_distinct", "edges", "links") if key in res})
     return r
 
 

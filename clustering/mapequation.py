@@ -49,19 +49,22 @@ def undirected_links(n: int, rows: np.ndarray, cols: np.ndarray, weights: np.nda
 
 
 def infomap_cluster(n: int, rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, *, seed: int = 0,
-                    num_trials: int = 1) -> np.ndarray:
+                    num_trials: int = 1, stats: dict | None = None) -> np.ndarray:
     """Two-level Infomap on an undirected weighted graph; returns ``(n,)`` int64 cluster ids ``0..C-1``.
 
     Duplicate and reciprocal links (``i -> j`` and ``j -> i``) are summed into one undirected link
     (:func:`undirected_links`). Faces without any edge are their own clusters. The result is deterministic for a
     given ``seed`` (infomap seeds start at 1: ``seed + 1`` is passed). The link array is freed once Infomap has
-    its network, so the peak is Infomap's own network plus the ``(E,)`` inputs.
+    its network, so the peak is Infomap's own network plus the ``(E,)`` inputs. ``stats``: a dict that receives
+    ``links``, the undirected links Infomap got.
     """
     import infomap  # local import: the package prints nothing, but keep import cost off light paths
 
     labels = np.full(n, -1, dtype=np.int64)
     if len(rows):
         links = undirected_links(n, rows, cols, weights)
+        if stats is not None:
+            stats["links"] = int(len(links))
         if len(links):
             # Network.add_links on one (E, 3) array is ~20x faster than the scipy adapter at millions of links
             net = infomap.Network()

@@ -174,12 +174,12 @@ class ClusteringPipeline:
                                        timer)
 
     def _prune_and_cluster(self, nbrs: np.ndarray, sims: np.ndarray, scores: list, timer: Timer,
-                           ranks: Ranks | None = None) -> np.ndarray | None:
+                           ranks: Ranks | None = None, stats: dict | None = None) -> np.ndarray | None:
         """The graph half after :meth:`scores`: edge weights (stage ``"jaccard"``), then prune and Infomap
         (:func:`~clustering.refine.cluster_edges`). ``scores`` (``[k, pair_prob, jaccard_prob]``) is emptied once
         the weights are made, so those ``(N, K)`` arrays are freed before Infomap unless the caller holds them.
         With ``ranks``: the weights and the pruning of this rank's rows, the kept edges gathered on rank 0, which
-        runs Infomap (the other ranks return None)."""
+        runs Infomap (the other ranks return None). ``stats``: receives the edge counts (``cluster_edges``)."""
         n = nbrs.shape[0]
         lo, hi = (0, n) if ranks is None else ranks.span(n)
         k = scores[0]
@@ -188,13 +188,15 @@ class ClusteringPipeline:
                              pair_prob=scores[1], jaccard_prob=scores[2])
         scores.clear()
         if ranks is None:
-            return cluster_edges(nbrs, w, self.graph, timer)
+            return cluster_edges(nbrs, w, self.graph, timer, stats=stats)
         with timer("infomap"):
             edges = ranks.gather_on_first(*knn_edges(nbrs[lo:hi], w, self.graph.threshold, first_row=lo))
             del w
             if edges is None:
                 return None
-            return infomap_cluster(n, *edges, seed=self.graph.seed, num_trials=self.graph.num_trials)
+            if stats is not None:
+                stats["edges"] = int(len(edges[0]))
+            return infomap_cluster(n, *edges, seed=self.graph.seed, num_trials=self.graph.num_trials, stats=stats)
 
     def cluster(self, feats, timer: Timer | None = None, progress: bool = False, *, keep: dict | None = None,
                 ranks: Ranks | None = None) -> tuple[np.ndarray | None, dict]:
@@ -209,7 +211,8 @@ class ClusteringPipeline:
         (:func:`~clustering.preprocess.preprocess`); every stage holds ``O(N K)`` beyond the ``(N, d)`` features,
         and the features, the predicted k and the pair and Jaccard probabilities are freed before Infomap (which
         gets the pruned edge list only). ``keep``: a dict that receives the kNN graph of the distinct faces
-        (``nbrs``, ``sims``), the predicted ``k`` (or None) and the index used (``knn``), for diagnosis.
+        (``nbrs``, ``sims``), the predicted ``k`` (or None), the index used (``knn``) and the edge counts
+        (``edges``, ``links``: :func:`~clustering.refine.cluster_edges`), for diagnosis.
 
         ``ranks``: one rank of a distributed run (:mod:`clustering.distributed`): rank 0 builds the kNN graph (on
         every GPU of its node, or its CPU) and broadcasts it, each rank scores its own rows, rank 0 clusters the
@@ -238,7 +241,7 @@ class ClusteringPipeline:
             keep.update(nbrs=nbrs, sims=sims, k=scores[0],
                         knn=resolve_method(self.knn, x.shape[0], bool(faiss_gpus(device))))
         del x  # the networks are done: Infomap needs the graph only
-        labels = self._prune_and_cluster(nbrs, sims, scores, timer, ranks)
+        labels = self._prune_and_cluster(nbrs, sims, scores, timer, ranks, stats=keep)
         return (None if labels is None else labels[inverse]), {"k": int(k), "n_distinct": int(len(first))}
 
     def __call__(self, feats: np.ndarray, timer: Timer | None = None, progress: bool = False) -> np.ndarray:

@@ -73,14 +73,18 @@ def refine_and_cluster(nbrs: np.ndarray, sims: np.ndarray, cfg: GraphConfig, *, 
     return cluster_edges(nbrs, w, cfg, timer)
 
 
-def cluster_edges(nbrs: np.ndarray, weights: np.ndarray, cfg: GraphConfig, timer: Timer | None = None
-                  ) -> np.ndarray:
+def cluster_edges(nbrs: np.ndarray, weights: np.ndarray, cfg: GraphConfig, timer: Timer | None = None, *,
+                  stats: dict | None = None) -> np.ndarray:
     """Prune the kNN-aligned edge ``weights`` at ``cfg.threshold`` and cluster what is left with Infomap (stage
-    ``"infomap"``): ``(N,)`` labels. Infomap gets the kept edges only (``O(E)``; :func:`knn_edges`)."""
+    ``"infomap"``): ``(N,)`` labels. Infomap gets the kept edges only (``O(E)``; :func:`knn_edges`). ``stats``: a
+    dict that receives ``edges`` (directed kNN edges kept) and ``links`` (undirected links given to Infomap)."""
     timer = timer or Timer()
     with timer("infomap"):
         rows, cols, ww = knn_edges(nbrs, weights, cfg.threshold)
-        return infomap_cluster(nbrs.shape[0], rows, cols, ww, seed=cfg.seed, num_trials=cfg.num_trials)
+        if stats is not None:
+            stats["edges"] = int(len(rows))
+        return infomap_cluster(nbrs.shape[0], rows, cols, ww, seed=cfg.seed, num_trials=cfg.num_trials,
+                               stats=stats)
 
 
 READS_K: tuple[str, ...] = ("topk", "plain")  # the Jaccard variants that read every face's k
