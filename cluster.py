@@ -101,7 +101,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=None, help="Infomap and torch seed (default: the model's)")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--knn-method", default=None, choices=KNN_METHODS,
-                    help="kNN index (default: the model's setting, else flat up to 300K faces, IVF above, IVF-PQ "
+                    help="kNN index (default: the model's setting, else flat up to 300K faces, IVF-SQ8 above, IVF-PQ "
                          "from 20M)")
     ap.add_argument("--batch-size", type=int, default=None, help="nodes per network forward")
     ap.add_argument("--row-block", type=int, default=None,
@@ -435,7 +435,7 @@ def _main(argv: list[str] | None) -> int:
         print(f"error: {_one_line(err)}", file=sys.stderr)
         return 2
     except MemoryError:
-        print(f"error: {args.features}: out of memory; try --knn-method ivf or a smaller --batch-size",
+        print(f"error: {args.features}: out of memory; try --knn-method ivfsq (or ivfpq) or a smaller --batch-size",
               file=sys.stderr)
         return 3
     except KeyboardInterrupt:

@@ -18,11 +18,11 @@ class KnnConfig:
     """How the kNN graph is searched; checked when made (``ValueError`` naming the field).
 
     Attributes:
-        method: ``"auto"`` (flat up to flat_max faces, IVF above, IVF-PQ above pq_min), ``"flat"``, ``"ivf"``,
+        method: ``"auto"`` (flat up to flat_max faces, IVF-SQ8 above, IVF-PQ from pq_min), ``"flat"``, ``"ivf"``,
             ``"ivfsq"``, ``"ivfpq"`` or ``"hnsw"``.
         flat_max: largest N that "auto" searches exactly on a CPU.
         gpu_flat_max: the same on a GPU (brute force there is ~100x faster than on a CPU).
-        pq_min: smallest N for which "auto" uses IVF-PQ (compressed vectors) instead of IVF.
+        pq_min: smallest N for which "auto" uses IVF-PQ (32 bytes per face) instead of IVF-SQ8 (d bytes).
         nlist: IVF lists (None: 4 sqrt(N), at most N / 39).
         nprobe: IVF lists probed per query.
         pq_m: IVF-PQ bytes per face (sub-quantisers of 8 bits; must divide d).

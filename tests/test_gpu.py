@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from clustering.graph_config import GraphConfig
-from clustering.knn import knn_index, knn_search
+from clustering.knn import knn_index, knn_search, resolve_method
+from clustering.knn_config import KnnConfig
 from clustering.metrics import evaluate
 from clustering.pipeline import ClusteringPipeline
 from clustering.preprocess import fit_mean, preprocess
@@ -145,10 +146,11 @@ def test_a_process_that_owns_no_gpu_shards_the_index_over_all(faces, fake_faiss_
 
 def test_exact_search_on_a_gpu_above_the_cpu_limit(faces, fake_faiss_gpu) -> None:
     x = preprocess(faces[0])
-    assert knn_index(x, 5, device="cpu", flat_max=50).method == "ivf"
-    assert isinstance(knn_index(x, 5, device="cpu", flat_max=50).index, faiss.IndexIVFFlat)
+    assert knn_index(x, 5, device="cpu", flat_max=50).method == "ivfsq"
+    assert isinstance(knn_index(x, 5, device="cpu", flat_max=50).index, faiss.IndexIVFScalarQuantizer)
+    assert resolve_method(KnnConfig(flat_max=50, pq_min=100), 100, on_gpu=False) == "ivfpq"
     assert knn_index(x, 5, device="cuda:0", flat_max=50).method == "flat"
-    assert knn_index(x, 5, device="cuda:0", flat_max=50, gpu_flat_max=50).method == "ivf"
+    assert knn_index(x, 5, device="cuda:0", flat_max=50, gpu_flat_max=50).method == "ivfsq"
     assert knn_index(x, 5, device="cuda:0", method="hnsw").method == "ivf"  # no GPU HNSW in faiss
 
 
