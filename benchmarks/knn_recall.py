@@ -7,7 +7,7 @@ clustering (F_P / F_B).
         --json benchmarks/results/knn_recall.json          # ~1M faces: the index built, the sampled queries searched
 
 The rungs are :mod:`benchmarks.scale`'s (same generator, same files in ``--workdir``), preprocessed with the mean of
-the train file (with ``--model``: the model's own mean, as its pipeline does), K = 80. Ground truth: the exact K nearest neighbours (brute force, ``IndexFlatIP``) of ``--queries``
+the train file (with ``--model``: the model's own mean, as its pipeline does, unless ``--mean train``), K = 80. Ground truth: the exact K nearest neighbours (brute force, ``IndexFlatIP``) of ``--queries``
 faces drawn at random (seed 0), so it stays affordable at 1M faces. For each method (a fresh process each, for its
 own peak memory): the index is built over every face and every face searched (``--sample-only``: the sampled
 queries only, the search time of all N extrapolated from theirs), then
@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="search the sampled queries only (no clustering): the affordable check at 1M faces")
     ap.add_argument("--model", help="exported model: its F_P / F_B on each graph")
     ap.add_argument("--threads", type=int, default=2, help="faiss threads")
+    ap.add_argument("--mean", choices=["model", "train"], default="model",
+                    help="preprocess with the model's mean (default, with --model) or the train file's")
     ap.add_argument("--workdir", default="artifacts/scale/rungs")
     ap.add_argument("--json", help="append the results here")
     ap.add_argument("--job", help=argparse.SUPPRESS)
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     mean = fit_mean(train_feats)
     nbrs, sims = knn_search(preprocess(train_feats, mean), K, method="flat", device="cpu")
     tuned = {m: tune_baseline(m, {"nbrs": nbrs, "sims": sims, "labels": train_labels}).to_dict() for m in BASELINES}
-    if args.model:  # the rungs preprocessed as the model's own pipeline does: with its mean
+    if args.model and args.mean == "model":  # the rungs preprocessed as the model's own pipeline does
         from clustering.pipeline import ClusteringPipeline
 
         mean = ClusteringPipeline.load(args.model, device="cpu").mean
@@ -127,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     for mult in args.sizes:
         split = f"{mult}x"
         feats, labels = ensure_split(workdir, split, rung_config(mult), True)
-        truth = f"{feats[: -len('_features.npy')]}_truth_q{args.queries}_{'model' if args.model else 'train'}.npz"
+        which = "model" if args.model and args.mean == "model" else "train"
+        truth = f"{feats[: -len('_features.npy')]}_truth_q{args.queries}_{which}.npz"
         if not os.path.exists(truth):  # exact neighbours of the sampled queries (brute force over all faces)
             t0 = time.perf_counter()
             x = preprocess(np.load(feats, mmap_mode="r"), mean, release=True)
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
             job = {"kind": "method", "features": feats, "labels": labels, "truth": truth, "mean": mean.tolist(),
                    "knn": knn, "threads": args.threads, "sample_only": args.sample_only, "baselines": tuned,
                    "model": os.path.abspath(args.model) if args.model else None}
-            res = {"split": split, "knn": knn, "date": time.strftime("%Y-%m-%d"), **run_job(
+            res = {"split": split, "knn": knn, "mean": which, "date": time.strftime("%Y-%m-%d"), **run_job(
                 job, True, script=__file__, jobs=JOBS)}
             results.append(res)
             print(json.dumps(res), flush=True)
