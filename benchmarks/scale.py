@@ -10,9 +10,9 @@
 
 Protocol. The train file is generator seed 11 with 1,100 identities (7,986 faces). Rung ``m`` is a new collection
 drawn by the same generator law (``clustering/synthetic.py``, defaults unchanged) with ``1100 m`` identities and
-seed ``100 + m``: new people, same embedding space, ``m`` times the training size. Every rung is preprocessed with
-the mean of the train file (the models' own mean: they were trained on it) and searched with K = 80 and the
-model's kNN settings (:class:`~clustering.knn_config.KnnConfig`, ``"auto"``: exact flat search up to 300K faces,
+seed ``100 + m``: new people, same embedding space, ``m`` times the training size. Every split is preprocessed with
+the first model's mean (the mean of its training identities, which its file holds; without a model, the train
+file's mean) and searched with K = 80 and the model's kNN settings (:class:`~clustering.knn_config.KnnConfig`, ``"auto"``: exact flat search up to 300K faces,
 IVF above, so the 120x rung is searched with IVF); the baselines use the same graph. Baselines choose their one
 parameter on the train file (best mean of pairwise and BCubed F) and apply it unchanged to every rung: cosine kNN
 + Infomap (the similarity threshold), HDBSCAN (scikit-learn, ``min_cluster_size``), FC-ES. The oracle-k Top-K
@@ -24,10 +24,10 @@ generator needs 6 GB at 120x) and memory-mapped from there. Each (rung, method) 
 (``--no-isolate``: in this one, for tests), which reports its seconds and peak resident memory per stage and in
 total (:class:`clustering.timer.Timer` with ``memory=True``: the kernel's high-water mark, reset at each stage).
 A model row is the model's whole pipeline (``ClusteringPipeline.cluster``: preprocessing, kNN, networks, Jaccard,
-Infomap), end to end in its own process; its process writes the kNN graph to ``--workdir``, and the baselines read
-it from there: their ``seconds`` add the kNN's seconds to their own, and ``graph_peak_mb`` is the peak memory of
-the stage that built the graph (their ``peak_rss_mb`` is their own process's). Without a model a process of its
-own builds the graph. HDBSCAN runs with a time limit of ``--hdbscan-factor`` (2) times the first model's end-to-end
+Infomap), end to end in its own process; the first model's process writes its kNN graph to ``--workdir``, and the
+baselines read it from there (one graph per split, the same for every method): their ``seconds`` add the kNN's
+seconds to their own, and ``graph_peak_mb`` is the peak memory of the stages that built the graph (their
+``peak_rss_mb`` is their own process's). Without a model a process of its own builds the graph. HDBSCAN runs with a time limit of ``--hdbscan-factor`` (2) times the first model's end-to-end
 seconds on the rung and an address space of ``--hdbscan-memory-gb`` (12 GB); past either, its row records the
 time-out or the failure instead of scores.
 
@@ -238,10 +238,10 @@ def _model_spec(spec: str) -> tuple[str, str, dict]:
     return name, path, parse_overrides(over)
 
 
-def run_split(split: str, files: tuple[str, str], args: argparse.Namespace, tuned: dict, mean: np.ndarray,
-              model_means: dict) -> list[dict]:
-    """Every method of one split, each in its own process: the models first (the first whose mean is the train
-    mean writes the kNN graph), then the baselines on that graph, HDBSCAN last with its time limit."""
+def run_split(split: str, files: tuple[str, str], args: argparse.Namespace, tuned: dict, mean: np.ndarray
+              ) -> list[dict]:
+    """Every method of one split, each in its own process: the models first (the first writes the kNN graph),
+    then the baselines on that graph, HDBSCAN last with its time limit."""
     feats, labels = files
     graph_out = feats[: -len("_features.npy")] + f"_k{K}"
     graph = None
@@ -249,7 +249,7 @@ def run_split(split: str, files: tuple[str, str], args: argparse.Namespace, tune
     method_seconds = None
     for spec in args.model:
         name, path, overrides = _model_spec(spec)
-        share = graph is None and model_means[path]
+        share = graph is None
         job = {"kind": "model", "split": split, "model": os.path.abspath(path), "overrides": overrides,
                "features": feats,
                "labels": labels, "knn_method": args.knn_method, "progress": args.progress, "device": args.device,
@@ -381,6 +381,11 @@ def main(argv: list[str] | None = None) -> None:
     files = {split: ensure_split(workdir, split, cfg, args.isolate) for split, cfg in configs.items()}
     train_feats, train_labels = np.load(files["train"][0]), np.load(files["train"][1])
     mean = fit_mean(train_feats)
+    if args.model:  # the first model's own mean: every method on the graph its pipeline builds
+        from clustering.pipeline import ClusteringPipeline
+
+        model_mean = ClusteringPipeline.load(_model_spec(args.model[0])[1], device="cpu").mean
+        mean = mean if model_mean is None else model_mean
     tuned = {}
     if args.methods:  # each baseline's one parameter, chosen on the train graph (exact search)
         nbrs, sims = knn_search(preprocess(train_feats, mean), K, method="flat", device="cpu")
@@ -388,18 +393,11 @@ def main(argv: list[str] | None = None) -> None:
         tuned = {m: tune_baseline(m, g) for m in args.methods if m in GRID}
         if "hdbscan" in args.methods:
             tuned["hdbscan"] = tune_hdbscan(g)
-    model_means = {}
-    for spec in args.model:
-        from clustering.pipeline import ClusteringPipeline
-
-        path = _model_spec(spec)[1]
-        if path not in model_means:
-            pipe_mean = ClusteringPipeline.load(path, device="cpu").mean
-            model_means[path] = pipe_mean is not None and np.array_equal(pipe_mean, mean)
     rows = []
 
     def write() -> None:
         out = {"protocol": {"train": train_cfg, "rungs": {s: c for s, c in configs.items() if s != "train"}, "k": K,
+                            "mean": "the first model's" if args.model else "the train file's",
                             "knn": (f"{args.knn_method} for every split" if args.knn_method else
                                     "the model's KnnConfig (auto: exact flat up to 300K faces, IVF above)"),
                             "generator": "clustering/synthetic.py defaults", "isolated": args.isolate,
@@ -414,7 +412,7 @@ def main(argv: list[str] | None = None) -> None:
     for split in configs:
         n = len(np.load(files[split][1], mmap_mode="r"))
         print(f"{split}: {n} faces, {configs[split]['n_identities']} identities", flush=True)
-        rows += run_split(split, files[split], args, tuned, mean, model_means)
+        rows += run_split(split, files[split], args, tuned, mean)
         if args.json:  # after every split: a long run keeps what it has measured
             write()
     rungs = list(configs)
