@@ -105,6 +105,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from clustering.knn_config import KNN_METHODS  # dataclasses only: no numpy, torch or faiss yet
+
     ap = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.argv = list(sys.argv[1:] if argv is None else argv)
     ap.add_argument("--model", help="model file written by export.py (default: the shipped model "
@@ -128,9 +130,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      help="identity labels of PREVIOUS_FEATS, for the metrics over all faces")
     ap.add_argument("--seed", type=int, default=None, help="Infomap and torch seed (default: the model's)")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    ap.add_argument("--knn-method", default=None, choices=["auto", "flat", "ivf", "hnsw"],
-                    help="kNN index (default: the model's setting, else flat up to 300K faces, IVF above)")
+    ap.add_argument("--knn-method", default=None, choices=KNN_METHODS,
+                    help="kNN index (default: the model's setting, else flat up to 300K faces, IVF-SQ8 above, IVF-PQ "
+                         "from 20M)")
     ap.add_argument("--batch-size", type=int, default=None, help="nodes per network forward")
+    ap.add_argument("--row-block", type=int, default=None,
+                    help="rows per block (default 65536): network batches never cross a block, and a distributed run "
+                         "(torchrun) deals whole blocks to its ranks; a given value gives the same labels with any "
+                         "number of ranks")
     ap.add_argument("--progress", action="store_true", help="progress bars on every stage")
     ap.add_argument("--traceback", action="store_true", help="on an unexpected error, show the full traceback")
     return ap.parse_args(argv)
@@ -162,7 +169,7 @@ def _check_args(args: argparse.Namespace) -> None:
         raise InputError(f"{args.labels}: --labels with --assign-to needs --previous-labels too (OUT and its metrics "
                          f"cover all faces)")
     for flag, value in (("--dim", args.dim), ("--previous-dim", args.previous_dim),
-                        ("--batch-size", args.batch_size)):
+                        ("--batch-size", args.batch_size), ("--row-block", args.row_block)):
         if value is not None and value <= 0:
             raise InputError(f"{flag} must be a positive integer, got {value}")
     if args.seed is not None and args.seed < 0:
@@ -226,16 +233,28 @@ class _Inputs:
     prev_feats: Any = None     # with --assign-to: the faces PREVIOUS_OUT clusters, their ids and labels
     prev_ids: Any = None
     prev_labels: Any = None
+    features_sha256: str = ""  # the fingerprint's digest once fed the new faces too (read before clustering)
+    n_new: int = 0             # the faces of --features
+
+    def take_feats(self):
+        """The features, this object's reference dropped: the pipeline frees them once preprocessed (1 GB for
+        1M faces of 256 floats)."""
+        feats, self.feats = self.feats, None
+        return feats
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace) -> dict | None:
     """Check the arguments and reserve the outputs, read the inputs, load the model, cluster (or assign the new
-    faces to PREVIOUS_OUT's clusters), then write every output at once. Returns the result (metrics with labels)."""
+    faces to PREVIOUS_OUT's clusters), then write every output at once. Returns the result (metrics with labels);
+    under ``torchrun``, rank 0 does all this and the other ranks score their rows and return None."""
     from clustering.io import AtomicFiles
     from clustering.cli import one_line
 
     t_start = time.perf_counter()
     _check_args(args)
+    ranks = _ranks(args)
+    if ranks is not None and ranks.rank != 0:
+        return _follow(args, ranks)
     with AtomicFiles(_output_paths(args)) as outputs:  # every output checked and reserved before any work
         t_load = time.perf_counter()
         inputs = _read_inputs(args)
@@ -245,14 +264,35 @@ def run(args: argparse.Namespace) -> dict:
         timer = Timer()
         timer.seconds["load"] = time.perf_counter() - t_load
         pred, labels, k, info = (_assign_new(args, pipe, inputs, timer) if args.assign_to is not None
-                                 else _cluster_all(args, pipe, inputs, timer))
+                                 else _cluster_all(args, pipe, inputs, timer, ranks))
         for note in inputs.notes:
             print(f"note: {one_line(note)}", file=sys.stderr)
-        result = _result(args, pred, labels, info, timer, t_start, n_new=inputs.feats.shape[0])
+        result = _result(args, pred, labels, info, timer, t_start, n_new=inputs.n_new)
         texts = _output_texts(args, pipe, inputs, pred, k, info, result)
         outputs.commit({path: (lambda fh, text=text: fh.write(text.encode("utf-8")))
                         for path, text in texts.items()})
     return result
+
+
+def _ranks(args: argparse.Namespace):
+    """This process's :class:`~clustering.distributed.Ranks` under ``torchrun`` (``WORLD_SIZE`` > 1), else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from clustering.distributed import init_ranks
+    from clustering.inference import ROW_BLOCK
+    from clustering.io import InputError
+
+    if args.assign_to is not None:
+        raise InputError(f"{args.assign_to}: --assign-to runs in one process, not under torchrun")
+    return init_ranks(args.row_block or ROW_BLOCK)
+
+
+def _follow(args: argparse.Namespace, ranks) -> None:
+    """A rank other than 0 of a distributed run: read the faces, score this rank's rows, hand its edges to rank
+    0 (which writes every output); nothing is written here."""
+    inputs = _read_inputs(args)
+    pipe = _load_model(args, inputs.feats)
+    pipe.cluster(inputs.take_feats(), progress=args.progress, ranks=ranks)
 
 
 def _read_inputs(args: argparse.Namespace) -> _Inputs:
@@ -273,8 +313,9 @@ def _read_inputs(args: argparse.Namespace) -> _Inputs:
         check_model_file(args.model)
         print(default_model_note(args.model), file=sys.stderr)
     inputs = _Inputs(feats=feats, labels=load_labels(args.labels, n=feats.shape[0]) if args.labels else None,
-                     model_sha256=file_sha256(args.model), fingerprint=hashlib.sha256())
+                     model_sha256=file_sha256(args.model), fingerprint=hashlib.sha256(), n_new=int(feats.shape[0]))
     if args.assign_to is None:
+        inputs.features_sha256 = hash_rows(inputs.fingerprint, feats).hexdigest()
         return inputs
     prev_dim = args.previous_dim if args.previous_dim is not None else args.dim
     prev_feats = load_features(args.previous_features, dim=prev_dim)
@@ -287,6 +328,7 @@ def _read_inputs(args: argparse.Namespace) -> _Inputs:
     inputs.prev_labels = (load_labels(args.previous_labels, n=prev_feats.shape[0]) if args.previous_labels
                           else None)
     _check_previous(args, hash_rows(inputs.fingerprint, prev_feats).hexdigest(), inputs.model_sha256, inputs.notes)
+    inputs.features_sha256 = hash_rows(inputs.fingerprint, feats).hexdigest()  # previous faces, then the new
     return inputs
 
 
@@ -313,18 +355,22 @@ def _load_model(args: argparse.Namespace, feats):
         except ValueError as exc:
             raise InputError(f"--seed {args.seed}: {exc}") from None
     if args.knn_method:
-        pipe.knn["method"] = args.knn_method
+        pipe.knn = replace(pipe.knn, method=args.knn_method)
     if args.batch_size:
         pipe.batch_size = args.batch_size
+    if args.row_block:
+        pipe.row_block = args.row_block
     torch.manual_seed(pipe.graph.seed)  # inference draws nothing at random; this makes sure of it
     return pipe
 
 
-def _cluster_all(args: argparse.Namespace, pipe, inputs: _Inputs, timer):
-    """Cluster the features: ``(ids, labels, K used, info)``."""
-    pred, info = pipe.cluster(inputs.feats, timer, progress=args.progress)
+def _cluster_all(args: argparse.Namespace, pipe, inputs: _Inputs, timer, ranks=None):
+    """Cluster the features: ``(ids, labels, K used, info)`` (``ranks``: rank 0 of a distributed run)."""
+    pred, info = pipe.cluster(inputs.take_feats(), timer, progress=args.progress, ranks=ranks)
+    if ranks is not None:
+        info["world_size"] = ranks.world
     k = info.pop("k")
-    n = inputs.feats.shape[0]
+    n = inputs.n_new
     _note_small_k(args, pipe, k, f"{n} face{'s' if n > 1 else ''}", inputs.notes)
     return pred, inputs.labels, k, info
 
@@ -376,7 +422,7 @@ def _result(args: argparse.Namespace, pred, labels, info: dict, timer, t_start: 
 def _output_texts(args: argparse.Namespace, pipe, inputs: _Inputs, pred, k: int, info: dict,
                   result: dict) -> dict[str, str]:
     """``{output path: text}``: OUT (one id per line), OUT.json (the record) and the metrics JSON."""
-    from clustering.io import file_sha256, hash_rows
+    from clustering.io import file_sha256
     from clustering.run_record import dumps, run_record
 
     import hashlib
@@ -389,8 +435,8 @@ def _output_texts(args: argparse.Namespace, pipe, inputs: _Inputs, pred, k: int,
                          fields={"out_sha256": hashlib.sha256(texts[args.out].encode("utf-8")).hexdigest(),
                                  "features": os.path.abspath(args.features),
                                  "features_bytes": os.path.getsize(args.features),
-                                 "features_sha256": hash_rows(inputs.fingerprint, inputs.feats).hexdigest(),
-                                 "n_faces": int(pred.shape[0])})
+                                 "features_sha256": inputs.features_sha256,
+                                 "n_faces": int(pred.shape[0]), "world_size": info.get("world_size", 1)})
     if args.assign_to is not None:
         sidecar["assign_to"] = {"previous_out": os.path.abspath(args.assign_to),
                                 "previous_out_sha256": file_sha256(args.assign_to),
@@ -442,10 +488,13 @@ def _main(argv: list[str] | None) -> int:
 
     status, result = run_reporting_errors(
         lambda: run(args), traceback=args.traceback,
-        out_of_memory=f"{args.features}: out of memory; try --knn-method ivf or a smaller --batch-size",
+        out_of_memory=f"{args.features}: out of memory; try --knn-method ivfsq (or ivfpq) or a smaller "
+                      f"--batch-size",
         where=lambda err: err.filename or args.out)
     if status:
         return status
+    if result is None:  # a rank other than 0 of a distributed run: rank 0 reports
+        return 0
     line = f"{result['n_faces']} faces -> {result['n_clusters']} clusters"
     if "n_new" in result:
         line += (f" ({result['n_new']} new faces: {result['n_joined']} joined existing clusters, "

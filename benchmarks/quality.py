@@ -51,11 +51,16 @@ def record(dataset: str, split: str, method: str, metrics: dict, seconds: float,
             "seconds": round(seconds, 3), "params": params}
 
 
+def baseline_k(method: str, graph: dict) -> np.ndarray | None:
+    """The k a baseline reads: the oracle k* from the labels for the oracle, none otherwise."""
+    return oracle_k(graph["nbrs"], graph["labels"]) if method == "topk-jaccard-oracle" else None
+
+
 def tune_baseline(method: str, g: dict) -> tuple[GraphConfig, dict]:
     """The ``GRID`` threshold of ``method`` with the best selection score on the split graph ``g`` (``nbrs``,
     ``sims``, ``labels``: the train split): ``(config, its metrics there)``."""
     base, grid = GRID[method]
-    k = oracle_k(g["nbrs"], g["labels"]) if method == "topk-jaccard-oracle" else None
+    k = baseline_k(method, g)
     return best_on(g["labels"], [replace(base, threshold=float(t)) for t in grid],
                    lambda cfg: refine_and_cluster(g["nbrs"], g["sims"], cfg, k=k))
 
@@ -66,35 +71,41 @@ def tune_hdbscan(g: dict) -> tuple[int, dict]:
     return best_on(g["labels"], HDBSCAN_GRID, lambda mcs: hdbscan_cluster(g["nbrs"], g["sims"], mcs))
 
 
+def baseline_params(method: str, cfg: GraphConfig) -> dict:
+    """The record's ``params`` of a tuned baseline: its settings, where and over what it was tuned, what it is."""
+    return {**cfg.to_dict(), "tuned_on": "train", "grid": list(map(float, GRID[method][1])),
+            "description": DESCRIPTION[method]}
+
+
+HDBSCAN_DESCRIPTION = "scikit-learn HDBSCAN on the kNN graph (sparse precomputed distances)"
+
+
 def run_baselines(dataset: str, graphs: dict, methods: list[str]) -> list[dict]:
     rows = []
     for method in methods:
-        _, grid = GRID[method]
         cfg = tune_baseline(method, graphs["train"])[0]
         for split, g in graphs.items():
             timer = Timer()
             with timer("total"):
-                k = oracle_k(g["nbrs"], g["labels"]) if method == "topk-jaccard-oracle" else None
-                labels = refine_and_cluster(g["nbrs"], g["sims"], cfg, k=k)
+                labels = refine_and_cluster(g["nbrs"], g["sims"], cfg, k=baseline_k(method, g))
             m = evaluate(g["labels"], labels)
-            params = {**cfg.to_dict(), "tuned_on": "train", "grid": list(map(float, grid)),
-                      "description": DESCRIPTION[method]}
-            rows.append(record(dataset, split, method, m, timer.seconds["total"] + g["seconds"], params))
+            rows.append(record(dataset, split, method, m, timer.seconds["total"] + g["seconds"],
+                               baseline_params(method, cfg)))
             rows[-1]["largest"] = largest_clusters(g["labels"], labels)
     return rows
 
 
 def run_hdbscan(dataset: str, graphs: dict) -> list[dict]:
     """HDBSCAN rows: ``min_cluster_size`` chosen on the train split, applied unchanged to every split."""
-    best = tune_hdbscan(graphs["train"])
+    mcs = tune_hdbscan(graphs["train"])[0]
     rows = []
     for split, g in graphs.items():
         t0 = time.perf_counter()
-        pred = hdbscan_cluster(g["nbrs"], g["sims"], best[0])
+        pred = hdbscan_cluster(g["nbrs"], g["sims"], mcs)
         r = record(dataset, split, "hdbscan", evaluate(g["labels"], pred),
                    time.perf_counter() - t0 + g["seconds"],
-                   {"min_cluster_size": best[0], "tuned_on": "train", "grid": list(HDBSCAN_GRID),
-                    "description": "scikit-learn HDBSCAN on the kNN graph (sparse precomputed distances)"})
+                   {"min_cluster_size": mcs, "tuned_on": "train", "grid": list(HDBSCAN_GRID),
+                    "description": HDBSCAN_DESCRIPTION})
         r["largest"] = largest_clusters(g["labels"], pred)
         rows.append(r)
     return rows

@@ -31,6 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from clustering.knn_config import KNN_METHODS  # noqa: E402  (dataclasses only)
+
 
 def rss_mb() -> float:
     with open("/proc/self/statm") as fh:
@@ -144,7 +146,7 @@ def table(results: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000])
-    ap.add_argument("--knn", default="auto", choices=["auto", "flat", "ivf", "hnsw"])
+    ap.add_argument("--knn", default="auto", choices=KNN_METHODS)
     ap.add_argument("--model", help="exported model: time the Top-K and SDT stages too")
     ap.add_argument("--k", type=int, default=80)
     ap.add_argument("--seed", type=int, default=0)

@@ -16,8 +16,10 @@ Notation: ``d_ij = 2 - 2 a_ij`` with ``a_ij`` the cosine similarity.
 
 The intersections are computed for all N x K pairs at once, chunk by chunk: a chunk of C centres scatters its
 Top-K rows into a dense ``(C, N)`` buffer of (weight, membership) pairs, every neighbour j's Top-K list is gathered against it
-(``(C, K, K)`` lookups), and the touched entries are reset afterwards. Work is ``O(N K^2)`` gathers, memory
-``O(C N)`` with C chosen from ``mem_mb``; no Python loop runs over nodes or edges.
+(``(C, K, K)`` lookups), and the touched entries are reset afterwards. Work is ``O(N K^2)`` gathers; memory is
+the ``(N, K)`` inputs, ``p^`` and the output (the ids used as they come, int32 or int64), one ``(N, K)`` bool mask
+and ``O(C N)`` for the buffer, C chosen from ``mem_mb``: each chunk's sums are reduced to the Jaccard as they come,
+so no ``(N, K)`` intermediate is held. No Python loop runs over nodes or edges.
 """
 from __future__ import annotations
 
@@ -69,13 +71,72 @@ def _chunk_rows(n: int, k: int, mem_mb: float) -> int:
     return int(max(1, min(n, mem_mb * 2**20 // per_row)))
 
 
+def _top_mask(nbrs: np.ndarray, k_vec: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+    """``(N, K)`` bool: rank ``t < k_i`` and the first occurrence of its id in row i (``N_i^k``), row chunk by row
+    chunk (the sort that finds repeated ids is ``O(chunk K)`` memory, not ``O(N K)``)."""
+    n, K = nbrs.shape
+    out = np.empty((n, K), dtype=bool)
+    rank = torch.arange(K)[None, :]
+    for start in range(0, n, chunk):
+        nb = torch.from_numpy(np.ascontiguousarray(nbrs[start:start + chunk]))
+        kt = torch.from_numpy(k_vec[start:start + chunk])
+        out[start:start + chunk] = ((rank < kt[:, None]) & _first_occurrence(nb)).numpy()
+    return out
+
+
+def _intersection_chunks(nbrs: np.ndarray, p_hat: np.ndarray, k_vec: np.ndarray, in_top: np.ndarray, *,
+                         mem_mb: float = 256, ragged: bool | None = None, span: tuple[int, int] | None = None):
+    """The sums of :func:`intersections`, one chunk of centres at a time: yields ``(start, stop, a, b, c)`` with
+    ``a, b, c`` the ``(stop - start, K)`` float32 tensors of rows ``start:stop``, over the rows of ``span``
+    (``(lo, hi)``; default all). A row's sums do not depend on the chunk it is computed in (tested). Memory beyond the inputs (ids of
+    any integer dtype, used as they are: no int64 copy) is the dense chunk buffer (``mem_mb``) and one chunk's
+    gathers; a caller that reduces each chunk as it comes never holds an ``(N, K)`` intermediate."""
+    n, K = nbrs.shape
+    nb = torch.from_numpy(np.ascontiguousarray(nbrs))
+    ph = torch.from_numpy(np.ascontiguousarray(p_hat, dtype=np.float32))
+    kt = torch.from_numpy(k_vec)
+    top = torch.from_numpy(in_top)
+    ragged = float(k_vec.mean()) < 0.4 * K if ragged is None else ragged
+    rows = _chunk_rows(n, K, mem_mb)
+    lo, hi = span or (0, n)
+    # dense[r, h] = (p^_ih, 1) for h in N_i^k, else (0, 0): both values sit in one 8-byte word, so one random
+    # gather (of the float64 view) fetches both
+    dense = torch.zeros((min(rows, max(hi - lo, 1)), n, 2), dtype=torch.float32)
+    dense_flat = dense.view(-1)
+    dense_words = dense.view(torch.float64).view(-1)
+    with torch.inference_mode():
+        for start in range(lo, hi, rows):
+            stop = min(hi, start + rows)
+            cr = stop - start
+            local = torch.arange(cr)[:, None].expand(cr, K)
+            own = nb[start:stop]                                    # (C, K) ids h of N_i = the partners j
+            top_c = top[start:stop]
+            # accumulate: a repeated id (an empty faiss slot) adds 0, so no write race can drop the real entry
+            slot = (local * n + own).reshape(-1) * 2
+            dense_flat.index_put_((slot,), (ph[start:stop] * top_c).reshape(-1), accumulate=True)  # p^_ih on N_i^k
+            dense_flat.index_put_((slot + 1,), top_c.reshape(-1).float(), accumulate=True)
+            if ragged:
+                sa, sb, sc = _ragged_sums(nb, ph, kt, own, cr, n, dense_words)
+            else:
+                hj = nb[own]                                        # (C, K, K) N_j ids
+                mj = torch.arange(K) < kt[own][..., None]          # (C, K, K) t < k_j
+                flat = (torch.arange(cr)[:, None, None] * n + hj).reshape(-1)
+                g = dense_words[flat].view(torch.float32).view(cr, K, K, 2)
+                gp, gm = g[..., 0], g[..., 1]                       # p^_ih and 1 if h in N_i^k (else 0, 0)
+                sa = (gp * mj).sum(-1)
+                sb = (ph[own] * top[own] * gm).sum(-1)             # p^_jh on N_j^k, h in N_i^k
+                sc = (gm * mj).sum(-1)
+            yield start, stop, sa, sb, sc
+            dense_words[(local * n + own).reshape(-1)] = 0.0
+
+
 def intersections(nbrs: np.ndarray, p_hat: np.ndarray, k: np.ndarray | int | None = None, *,
-                  mem_mb: float = 512, threads: int | None = None,
+                  mem_mb: float = 256, threads: int | None = None,
                   ragged: bool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For every kNN pair ``(i, j = nbrs[i, s])`` sums over ``M_ij = N_i^k ∩ N_j^k``.
 
     Args:
-        nbrs: ``(N, K)`` int64 neighbour ids, self first.
+        nbrs: ``(N, K)`` integer neighbour ids (int32 or int64), self first.
         p_hat: ``(N, K)`` float32 weights aligned with ``nbrs`` (``p^_ih`` for ``h = nbrs[i, t]``).
         k: per-node Top-K sizes ``(N,)`` in 1..K, a single int, or ``None`` for all K.
         mem_mb: memory budget of the dense chunk buffers.
@@ -87,55 +148,18 @@ def intersections(nbrs: np.ndarray, p_hat: np.ndarray, k: np.ndarray | int | Non
         ``c = |M_ij|``.
 
     When the mean k is well below K only the ``k_j`` leading entries of each partner's list are visited (a ragged
-    gather, ``O(N K mean(k))`` work); otherwise the full ``(C, K, K)`` block is gathered.
+    gather, ``O(N K mean(k))`` work); otherwise the full ``(C, K, K)`` block is gathered. The Jaccard functions
+    below reduce the chunks as they come (:func:`_intersection_chunks`) instead of holding these three arrays.
     """
-    with torch_threads(threads):  # for this call only: the caller's count is restored after it
-        return _intersections(nbrs, p_hat, _k_vector(k, *nbrs.shape), mem_mb, ragged)
-
-
-def _intersections(nbrs: np.ndarray, p_hat: np.ndarray, k_vec: np.ndarray, mem_mb: float,
-                   ragged: bool | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`intersections` with the Top-K sizes as a vector, on torch's current thread count."""
     n, K = nbrs.shape
-    nb = torch.from_numpy(np.ascontiguousarray(nbrs, dtype=np.int64))
-    ph = torch.from_numpy(np.ascontiguousarray(p_hat, dtype=np.float32))
-    kt = torch.from_numpy(k_vec)
-    in_top = (torch.arange(K)[None, :] < kt[:, None]) & _first_occurrence(nb)  # (N, K) rank < k_i, unique id
-    ph_top = ph * in_top                                                  # p^_ih restricted to N_i^k
-    a = torch.empty((n, K), dtype=torch.float32)
-    b = torch.empty((n, K), dtype=torch.float32)
-    c = torch.empty((n, K), dtype=torch.float32)
-    ragged = float(k_vec.mean()) < 0.4 * K if ragged is None else ragged
-    rows = _chunk_rows(n, K, mem_mb)
-    # dense[r, h] = (p^_ih, 1) for h in N_i^k, else (0, 0): both values sit in one 8-byte word, so one random
-    # gather (of the float64 view) fetches both
-    dense = torch.zeros((rows, n, 2), dtype=torch.float32)
-    dense_flat = dense.view(-1)
-    dense_words = dense.view(torch.float64).view(-1)
-    with torch.inference_mode():
-        for start in range(0, n, rows):
-            stop = min(n, start + rows)
-            cr = stop - start
-            local = torch.arange(cr)[:, None].expand(cr, K)
-            own = nb[start:stop]                                    # (C, K) ids h of N_i = the partners j
-            # accumulate: a repeated id (an empty faiss slot) adds 0, so no write race can drop the real entry
-            slot = (local * n + own).reshape(-1) * 2
-            dense_flat.index_put_((slot,), ph_top[start:stop].reshape(-1), accumulate=True)
-            dense_flat.index_put_((slot + 1,), in_top[start:stop].reshape(-1).float(), accumulate=True)
-            if ragged:
-                sa, sb, sc = _ragged_sums(nb, ph, kt, own, cr, n, dense_words)
-            else:
-                hj = nb[own]                                        # (C, K, K) N_j ids
-                mj = torch.arange(K) < kt[own][..., None]          # (C, K, K) t < k_j
-                flat = (torch.arange(cr)[:, None, None] * n + hj).reshape(-1)
-                g = dense_words[flat].view(torch.float32).view(cr, K, K, 2)
-                gp, gm = g[..., 0], g[..., 1]                       # p^_ih and 1 if h in N_i^k (else 0, 0)
-                sa = (gp * mj).sum(-1)
-                sb = (ph_top[own] * gm).sum(-1)
-                sc = (gm * mj).sum(-1)
-            a[start:stop], b[start:stop], c[start:stop] = sa, sb, sc
-            dense_words[(local * n + own).reshape(-1)] = 0.0
-    return a.numpy(), b.numpy(), c.numpy()
+    k_vec = _k_vector(k, n, K)
+    out = [np.empty((n, K), dtype=np.float32) for _ in range(3)]
+    with torch_threads(threads):  # for this call only: the caller's count is restored after it
+        for start, stop, *sums in _intersection_chunks(nbrs, p_hat, k_vec, _top_mask(nbrs, k_vec), mem_mb=mem_mb,
+                                                       ragged=ragged):
+            for o, v in zip(out, sums):
+                o[start:stop] = v.numpy()
+    return out[0], out[1], out[2]
 
 
 def _first_occurrence(nb: torch.Tensor) -> torch.Tensor:
@@ -150,9 +174,7 @@ def _first_occurrence(nb: torch.Tensor) -> torch.Tensor:
 def topk_sizes(nbrs: np.ndarray, k: np.ndarray | int | None = None) -> np.ndarray:
     """``|N_i^k|``: distinct ids among the first ``k_i`` neighbours, ``(N,)`` int64."""
     n, K = nbrs.shape
-    nb = torch.from_numpy(np.ascontiguousarray(nbrs, dtype=np.int64))
-    in_top = (torch.arange(K)[None, :] < torch.from_numpy(_k_vector(k, n, K))[:, None]) & _first_occurrence(nb)
-    return in_top.sum(1).numpy()
+    return _top_mask(nbrs, _k_vector(k, n, K)).sum(axis=1, dtype=np.int64)
 
 
 def _ragged_sums(nb: torch.Tensor, ph: torch.Tensor, kt: torch.Tensor, own: torch.Tensor, cr: int, n: int,
@@ -165,7 +187,7 @@ def _ragged_sums(nb: torch.Tensor, ph: torch.Tensor, kt: torch.Tensor, own: torc
     from torch_geometric.utils import scatter  # torch-scatter when installed
 
     K = nb.shape[1]
-    j = own.reshape(-1)                                             # (P,) partners, P = C K
+    j = own.reshape(-1).long()                                      # (P,) partners, P = C K (int64: j K + t)
     lens = kt[j]                                                    # (P,) k_j
     pair = torch.repeat_interleave(torch.arange(j.numel()), lens)   # (T,) pair of each visited entry
     first = torch.cumsum(lens, 0) - lens
@@ -192,37 +214,52 @@ def _k_vector(k: np.ndarray | int | None, n: int, K: int) -> np.ndarray:
 
 
 def topk_jaccard(nbrs: np.ndarray, sims: np.ndarray, k: np.ndarray | int | None, *, transform: str = "sigmoid",
-                 mem_mb: float = 512) -> np.ndarray:
+                 mem_mb: float = 256, span: tuple[int, int] | None = None) -> np.ndarray:
     """Top-K weighted Jaccard edge probability ``p~_ij`` (METHOD.md step 5) for every kNN pair, ``(N, K)``.
 
     Args:
         nbrs, sims: the kNN graph (self first).
         k: per-node Top-K sizes (predicted or oracle), an int, or ``None`` for all K (FC-ESER's version).
         transform: ``"sigmoid"`` (this method) or ``"exp"`` (FC-ESER) for ``P_ij``.
+        span: ``(lo, hi)``: the rows ``lo:hi`` only, ``(hi - lo, K)`` (the neighbours' lists are read in full).
     """
     n, K = nbrs.shape
-    p_hat = row_normalise(edge_prob(sims, transform))
+    lo, hi = span or (0, n)
     k_vec = _k_vector(k, n, K)
-    a, b, _ = intersections(nbrs, p_hat, k_vec, mem_mb=mem_mb)
-    first = _first_occurrence(torch.from_numpy(np.ascontiguousarray(nbrs, dtype=np.int64))).numpy()
-    s = (p_hat * ((np.arange(K)[None, :] < k_vec[:, None]) & first)).sum(axis=1)  # sum_{h in N_i^k} p^_ih
-    denom = s[:, None] + s[nbrs]
-    return ((a + b) / np.maximum(denom, 1e-12)).astype(np.float32)
+    p_hat = np.empty((n, K), dtype=np.float32)
+    for start in range(0, n, 65_536):  # row by row: no (N, K) temporaries of the transform
+        p_hat[start:start + 65_536] = row_normalise(edge_prob(sims[start:start + 65_536], transform))
+    top = _top_mask(nbrs, k_vec)
+    s = np.empty(n, dtype=np.float32)  # sum_{h in N_i^k} p^_ih
+    for start in range(0, n, 65_536):
+        s[start:start + 65_536] = (p_hat[start:start + 65_536] * top[start:start + 65_536]).sum(axis=1)
+    out = np.empty((hi - lo, K), dtype=np.float32)
+    for start, stop, a, b, _ in _intersection_chunks(nbrs, p_hat, k_vec, top, mem_mb=mem_mb, span=(lo, hi)):
+        denom = s[start:stop, None] + s[nbrs[start:stop]]
+        out[start - lo:stop - lo] = (a.numpy() + b.numpy()) / np.maximum(denom, 1e-12)
+    return out
 
 
-def weighted_jaccard(nbrs: np.ndarray, sims: np.ndarray, *, transform: str = "exp", mem_mb: float = 512) -> np.ndarray:
+def weighted_jaccard(nbrs: np.ndarray, sims: np.ndarray, *, transform: str = "exp", mem_mb: float = 256) -> np.ndarray:
     """FC-ESER's weighted Jaccard: :func:`topk_jaccard` over all K neighbours with the exp transform."""
     return topk_jaccard(nbrs, sims, None, transform=transform, mem_mb=mem_mb)
 
 
-def plain_jaccard(nbrs: np.ndarray, k: np.ndarray | int | None = None, *, mem_mb: float = 512) -> np.ndarray:
-    """Ada-NETS' ``|N_i^k ∩ N_j^k| / |N_i^k ∪ N_j^k|`` for every kNN pair, ``(N, K)``."""
+def plain_jaccard(nbrs: np.ndarray, k: np.ndarray | int | None = None, *, mem_mb: float = 256,
+                  span: tuple[int, int] | None = None) -> np.ndarray:
+    """Ada-NETS' ``|N_i^k ∩ N_j^k| / |N_i^k ∪ N_j^k|`` for every kNN pair, ``(N, K)`` (``span``: rows ``lo:hi``)."""
     n, K = nbrs.shape
+    lo, hi = span or (0, n)
     k_vec = _k_vector(k, n, K)
-    _, _, c = intersections(nbrs, np.ones(nbrs.shape, np.float32), k_vec, mem_mb=mem_mb)
-    size = topk_sizes(nbrs, k_vec)
-    union = size[:, None] + size[nbrs] - c
-    return (c / np.maximum(union, 1)).astype(np.float32)
+    top = _top_mask(nbrs, k_vec)
+    size = top.sum(axis=1, dtype=np.int64)
+    out = np.empty((hi - lo, K), dtype=np.float32)
+    for start, stop, _, _, c in _intersection_chunks(nbrs, np.ones(nbrs.shape, np.float32), k_vec, top,
+                                                     mem_mb=mem_mb, span=(lo, hi)):
+        c = c.numpy()
+        union = size[start:stop, None] + size[nbrs[start:stop]] - c
+        out[start - lo:stop - lo] = c / np.maximum(union, 1)
+    return out
 
 
 def same_identity(nbrs: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -236,14 +273,18 @@ def oracle_k(nbrs: np.ndarray, labels: np.ndarray, beta: float = 0.5) -> np.ndar
     ``precision(k)`` is the share of the first k neighbours (self included) with i's label, ``recall(k)`` the
     number of same-label neighbours among the first k over that number among all K.
     """
-    same = same_identity(nbrs, labels).astype(np.float64)
-    cum = np.cumsum(same, axis=1)
-    ks = np.arange(1, nbrs.shape[1] + 1, dtype=np.float64)
-    precision = cum / ks
-    recall = cum / np.maximum(cum[:, -1:], 1.0)
+    n, K = nbrs.shape
+    out = np.empty(n, dtype=np.int64)
+    ks = np.arange(1, K + 1, dtype=np.float64)
     b2 = beta * beta
-    f = (1 + b2) * precision * recall / np.maximum(b2 * precision + recall, 1e-12)
-    return (np.argmax(f, axis=1) + 1).astype(np.int64)
+    for start in range(0, n, 65_536):  # row chunks: (chunk, K) float64 temporaries
+        rows = slice(start, start + 65_536)
+        cum = np.cumsum(labels[nbrs[rows]] == labels[rows, None], axis=1, dtype=np.float64)
+        precision = cum / ks
+        recall = cum / np.maximum(cum[:, -1:], 1.0)
+        f = (1 + b2) * precision * recall / np.maximum(b2 * precision + recall, 1e-12)
+        out[rows] = np.argmax(f, axis=1) + 1
+    return out
 
 
 def early_stop_mask(weights: np.ndarray, threshold: float) -> np.ndarray:

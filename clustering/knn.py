@@ -1,65 +1,79 @@
 """k-nearest-neighbour graph by cosine similarity with faiss (METHOD.md step 2).
 
-``knn_search`` returns ``nbrs`` (N x K int64) and ``sims`` (N x K float32) sorted by similarity, **self first**;
-``knn_query`` (with ``knn_index``) does the same for some query rows against all rows, as incremental clustering needs.
-Inputs must already be L2-normalised (:func:`clustering.preprocess.preprocess`), so inner product = cosine.
+``knn_search`` returns ``nbrs`` (N x K) and ``sims`` (N x K float32) sorted by similarity, **self first**; the ids
+are int32 while N < 2^31 (half the memory of int64: 320 MB instead of 640 MB at 1M faces, K = 80), int64 beyond.
+``knn_query`` (with ``knn_index``) does the same for some query rows against all rows, as incremental clustering
+needs. Inputs must already be L2-normalised (:func:`clustering.preprocess.preprocess`), so inner product = cosine.
 
-Index choice (``method``):
+The options are one frozen dataclass, :class:`KnnConfig` (a model file stores it as a dict; older files, with
+fewer keys, still load). Index choice (``method``):
 
-* ``"flat"``: exact ``IndexFlatIP``; the default (``"auto"``) up to ``flat_max`` faces.
-* ``"ivf"``: ``IndexIVFFlat`` (inner product) with ``nlist ~ 4 sqrt(N)`` lists trained on a sample, searched with
-  ``nprobe`` lists; ``"auto"`` picks it above ``flat_max``.
-* ``"hnsw"``: ``IndexHNSWFlat`` (inner product), ``M = 32``, ``efSearch = max(2K, ef_search)``.
+* ``"flat"``: exact ``IndexFlatIP``; ``"auto"`` picks it up to ``flat_max`` faces (300K on a CPU, ``gpu_flat_max``
+  = 3M on a GPU).
+* ``"ivf"``: ``IndexIVFFlat`` (inner product) with ``nlist ~ 4 sqrt(N)`` lists trained on a sample (seeded: the same
+  index run after run), searched with ``nprobe`` lists.
+* ``"ivfsq"``: the same lists with 8-bit scalar-quantised vectors (a quarter of the index memory); ``"auto"`` picks
+  it above ``flat_max``: at 976K faces it finds what IVF finds with a third less search time (README,
+  "Approximate kNN", the measurements that chose it).
+* ``"ivfpq"``: the same lists with product-quantised vectors (``pq_m`` bytes per face: 256-d faces in 32 bytes
+  instead of 1 KB); ``"auto"`` picks it above ``pq_min`` faces, where the vectors of a flat-coded index would no
+  longer fit beside the rest.
+* ``"hnsw"``: ``IndexHNSWFlat`` (inner product), ``M = hnsw_m``, ``efSearch = max(2K, ef_search)``; CPU only. Its
+  graph is built by several threads in an order they race for, so two runs may differ (IVF does not).
 
-Device (:func:`faiss_gpu`): on the CPU for ``device="cpu"``; otherwise on a GPU when this faiss build has GPU
-support and sees one, on the process's own CUDA device (``"cuda:N"``, else torch's current device, else
-``LOCAL_RANK``: each DDP rank uses its own GPU); on the CPU otherwise. A CUDA ``device`` with a CPU-only faiss
-(pip's ``faiss-cpu`` next to CUDA torch) falls back to the CPU with a warning on the ``clustering.knn`` logger
-(``cluster.py`` prints it as a note). On a GPU, ``"auto"`` searches exactly up to ``gpu_flat_max`` faces (3M: a
-GPU does brute force ~100x faster than the CPU whose limit is ``flat_max`` = 300K, so the same time buys ~10x the
-faces; to be confirmed on a GPU by ``scripts/gpu_check.sh``). Queries run in chunks of ``chunk`` rows, so memory
-beyond the index stays ``O(chunk * K)``; a progress bar shows on long runs.
+A quantised index (``ivfsq``, ``ivfpq``) returns approximate similarities: each query's ``refine * K`` candidates
+are re-scored with the exact cosine (from ``x``, which the networks need anyway) and the best K kept, so every
+returned similarity is exact and the list sorted by it.
 
-Model files store these options (``KNN_OPTIONS``); :func:`check_knn_options` validates them.
+Device (:func:`faiss_gpus`): on the CPU for ``device="cpu"``; otherwise on the GPUs this faiss build has and sees:
+the process's own CUDA device (``"cuda:N"``, else torch's current device, else ``LOCAL_RANK``: each DDP rank its
+own GPU), or, with ``device="auto"`` / ``"cuda"`` in a process that owns no particular GPU (no ``LOCAL_RANK``) and
+more than one GPU in sight, **all of them**: the index is split in shards, one per GPU (``faiss.IndexShards``,
+what ``faiss.index_cpu_to_all_gpus(..., shard=True)`` builds), each query answered by every shard and the
+results merged by faiss. A CUDA ``device`` with a CPU-only faiss (pip's ``faiss-cpu`` next to CUDA torch) falls
+back to the CPU with a warning on the ``clustering.knn`` logger (``cluster.py`` prints it as a note).
+
+Memory: queries run in chunks of ``chunk`` rows and each chunk's rows are put self first as they come, so the
+search adds only the outputs (``N K`` ids and similarities) and ``O(chunk K)`` to the index; the index holds its
+own copy of the vectors (``N d`` floats for flat, IVF and HNSW; a quarter for ``ivfsq``; ``pq_m`` bytes per face
+for ``ivfpq``). A progress bar shows on long runs.
 """
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass, replace
 
 import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
+from .knn_config import KNN_METHODS, QUANTISED, KnnConfig, check_knn_options
 from .threads import faiss_threads
 
-__all__ = ["knn_search", "knn_index", "knn_query", "put_self_first", "faiss_gpu", "check_knn_options",
-           "KNN_METHODS", "KNN_OPTIONS"]
+__all__ = ["KnnConfig", "KnnIndex", "knn_search", "knn_index", "knn_query", "put_self_first", "faiss_gpu", "faiss_gpus",
+           "check_knn_options", "resolve_method", "id_dtype", "KNN_METHODS", "QUANTISED"]
 
 log = logging.getLogger(__name__)
 
-
-KNN_METHODS = ("auto", "flat", "ivf", "hnsw")
-# the options a model file may store (knn_index's keywords, but not the device: that is a runtime choice)
-KNN_OPTIONS = {"method": str, "flat_max": int, "gpu_flat_max": int, "nlist": int, "nprobe": int, "hnsw_m": int,
-               "ef_search": int, "seed": int, "threads": int}
+_GPU_METHODS = ("flat", "ivf", "ivfsq", "ivfpq")  # what faiss runs on a GPU (no HNSW)
 
 
-def check_knn_options(options: dict) -> None:
-    """Raise ``ValueError`` (naming the option) unless ``options`` holds only known kNN options with valid values:
-    ``method`` one of ``KNN_METHODS``, ``seed`` >= 0, the others positive integers (``nlist``/``threads``: or None)."""
-    if not isinstance(options, dict):
-        raise ValueError(f"kNN options must be a dict, got {type(options).__name__}")
-    for key, value in options.items():
-        if key not in KNN_OPTIONS:
-            raise ValueError(f"unknown kNN option {key!r} (known: {', '.join(KNN_OPTIONS)})")
-        if key == "method":
-            if value not in KNN_METHODS:
-                raise ValueError(f"unknown kNN method {value!r} ({', '.join(KNN_METHODS)})")
-        elif value is None and key in ("nlist", "threads"):
-            continue
-        elif not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "seed" else 1):
-            raise ValueError(f"kNN option {key} must be an integer >= {0 if key == 'seed' else 1}, got {value!r}")
+@dataclass(frozen=True)
+class KnnIndex:
+    """A built faiss index (:func:`knn_index`) with what :func:`knn_query` needs to know of it: the method it is
+    (``"auto"`` resolved), how many candidates per neighbour to fetch (``refine`` > 1 only for a quantised index,
+    whose candidates are re-scored exactly) and the faiss thread count of its searches."""
+
+    index: object
+    method: str
+    refine: int = 1
+    threads: int | None = None  # faiss OpenMP threads of its searches (None: faiss's own)
+
+
+def id_dtype(n: int) -> np.dtype:
+    """The dtype of neighbour ids among ``n`` faces: int32 while it can hold them, else int64."""
+    return np.dtype(np.int32) if n < 2**31 else np.dtype(np.int64)
 
 
 def _cuda_index(device: str) -> int:
@@ -76,62 +90,108 @@ def _cuda_index(device: str) -> int:
     return int(os.environ.get("LOCAL_RANK", 0))
 
 
-def faiss_gpu(device: str = "auto") -> int | None:
-    """The GPU faiss should use, or ``None`` for the CPU.
+def _num_gpus() -> int:
+    return faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") and hasattr(faiss, "StandardGpuResources") else 0
 
-    ``device``: ``"cpu"`` (CPU), ``"auto"`` (a GPU when this faiss build sees one, silently the CPU otherwise),
-    ``"cuda"`` / ``"cuda:N"`` / ``"gpu"`` (the process's CUDA device; with a CPU-only faiss build or a device faiss
-    does not see, the CPU with a warning)."""
+
+def faiss_gpus(device: str = "auto") -> list[int]:
+    """The GPUs faiss should use (empty: the CPU).
+
+    ``device``: ``"cpu"`` (CPU), ``"auto"`` (the GPUs this faiss build sees, silently the CPU without any),
+    ``"cuda"`` / ``"gpu"`` (the same, with a warning when it falls back to the CPU), ``"cuda:N"`` (GPU N only),
+    ``"all"`` (every GPU faiss sees, whatever the process owns: a distributed run's rank 0). A
+    process that owns one GPU (``LOCAL_RANK`` set: a rank of ``torchrun``) uses that one only; otherwise
+    ``"auto"`` / ``"cuda"`` take every GPU faiss sees, the index sharded over them."""
     if device == "cpu":
-        return None
-    n_gpu = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") and hasattr(faiss, "StandardGpuResources") else 0
+        return []
+    n_gpu = _num_gpus()
+    if device == "all":
+        return list(range(n_gpu))
     if device == "auto" and n_gpu == 0:
-        return None
+        return []
     if n_gpu == 0:
         log.warning("the kNN runs on the CPU: this faiss build has no GPU support (faiss-cpu); install faiss-gpu "
                     "(environment.yml) for a GPU kNN")
-        return None
+        return []
+    if ":" not in device and "LOCAL_RANK" not in os.environ:
+        return list(range(n_gpu))
     gpu = _cuda_index(device if device != "gpu" else "cuda")
     if gpu >= n_gpu:
         log.warning("the kNN runs on the CPU: CUDA device %d asked for, but faiss sees %d GPU(s)", gpu, n_gpu)
-        return None
-    return gpu
+        return []
+    return [gpu]
 
 
-def _to_gpu(index, gpu: int):
-    """Copy a CPU index to GPU ``gpu``, its resources kept alive by the returned index (in ``referenced_objects``,
-    the one attribute faiss >= 1.15 lets Python add to an index: any other name raises AttributeError)."""
-    res = faiss.StandardGpuResources()
-    index = faiss.index_cpu_to_gpu(res, gpu, index)
-    index.referenced_objects = [*getattr(index, "referenced_objects", []), res]
-    return index
+def faiss_gpu(device: str = "auto") -> int | None:
+    """The first GPU of :func:`faiss_gpus`, or ``None`` for the CPU."""
+    gpus = faiss_gpus(device)
+    return gpus[0] if gpus else None
 
 
-def _build_index(x: np.ndarray, method: str, nlist: int | None, nprobe: int, hnsw_m: int, ef_search: int,
-                 k: int, gpu: int | None, seed: int):
+def _to_gpus(index, gpus: list[int]):
+    """Copy a CPU index to the GPUs ``gpus``: one GPU, or sharded over several (``faiss.IndexShards`` of per-GPU
+    indexes, built by ``index_cpu_to_gpus_list`` with ``shard=True``: the vectors added afterwards are split
+    between the shards, each query searched on all and the results merged). The GPU resources stay alive with
+    the index (``referenced_objects``, the one attribute faiss >= 1.15 lets Python add to an index)."""
+    if len(gpus) == 1:
+        res = faiss.StandardGpuResources()
+        out = faiss.index_cpu_to_gpu(res, gpus[0], index)
+        out.referenced_objects = [*getattr(out, "referenced_objects", []), res]
+        return out
+    co = faiss.GpuMultipleClonerOptions()
+    co.shard = True
+    co.common_ivf_quantizer = True
+    return faiss.index_cpu_to_gpus_list(index, co=co, gpus=gpus)
+
+
+def resolve_method(cfg: KnnConfig, n: int, on_gpu: bool) -> str:
+    """The index ``cfg.method`` means for ``n`` faces: ``"auto"`` is flat up to ``flat_max`` (``gpu_flat_max`` on
+    a GPU), IVF-PQ from ``pq_min`` on, IVF-SQ8 in between; HNSW has no GPU version (IVF instead)."""
+    method = cfg.method
+    if method == "auto":
+        method = ("flat" if n <= (cfg.gpu_flat_max if on_gpu else cfg.flat_max)
+                  else "ivfpq" if n >= cfg.pq_min else "ivfsq")
+    if on_gpu and method not in _GPU_METHODS:
+        log.warning("faiss has no GPU %s index: IVF on the GPU instead", method)
+        method = "ivf"
+    return method
+
+
+def _build_index(x: np.ndarray, method: str, cfg: KnnConfig, k: int, gpus: list[int]):
     n, d = x.shape
     if method == "flat":
         index = faiss.IndexFlatIP(d)
-        if gpu is not None:
-            index = _to_gpu(index, gpu)
-    elif method == "ivf":
-        nlist = nlist or int(max(1, min(n // 39, 4 * np.sqrt(n))))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-        if gpu is not None:
-            index = _to_gpu(index, gpu)  # trained on the GPU too
+        if gpus:
+            index = _to_gpus(index, gpus)
+    elif method in ("ivf", "ivfsq", "ivfpq"):
+        nlist = cfg.nlist or int(max(1, min(n // 39, 4 * np.sqrt(n))))
+        quantizer = faiss.IndexFlatIP(d)
+        if method == "ivf":
+            index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        elif method == "ivfsq":
+            index = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit,
+                                                  faiss.METRIC_INNER_PRODUCT)
+        else:
+            if d % cfg.pq_m:
+                raise ValueError(f"kNN pq_m = {cfg.pq_m} must divide the feature dimension {d}")
+            index = faiss.IndexIVFPQ(quantizer, d, nlist, cfg.pq_m, 8, faiss.METRIC_INNER_PRODUCT)
         n_train = min(n, max(64 * nlist, 50_000))
-        sample = np.random.default_rng(seed).choice(n, size=n_train, replace=False) if n_train < n else slice(None)
-        index.train(np.ascontiguousarray(x[sample]))
-        index.nprobe = min(nprobe, nlist)  # an attribute of both the CPU and the GPU IVF index
-    elif method == "hnsw":  # CPU only: faiss has no GPU HNSW
-        index = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        sample = np.sort(np.random.default_rng(cfg.seed).choice(n, size=n_train, replace=False)) \
+            if n_train < n else slice(None)
+        index.train(np.ascontiguousarray(x[sample], dtype=np.float32))
+        if gpus:
+            index = _to_gpus(index, gpus)  # trained on the CPU, the lists filled on the GPU(s)
+        space = faiss.GpuParameterSpace() if gpus else faiss.ParameterSpace()  # reaches every shard
+        space.set_index_parameter(index, "nprobe", min(cfg.nprobe, nlist))
+    elif method == "hnsw":
+        index = faiss.IndexHNSWFlat(d, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = 80
-        index.hnsw.efSearch = max(2 * k, ef_search)
+        index.hnsw.efSearch = max(2 * k, cfg.ef_search)
     else:
-        raise ValueError(f"unknown kNN method {method!r} (flat, ivf, hnsw or auto)")
-    add_chunk = 1_000_000
+        raise ValueError(f"unknown kNN method {method!r} ({', '.join(KNN_METHODS)})")
+    add_chunk = 262_144
     for start in range(0, n, add_chunk):
-        index.add(np.ascontiguousarray(x[start:start + add_chunk]))
+        index.add(np.ascontiguousarray(x[start:start + add_chunk], dtype=np.float32))
     return index
 
 
@@ -140,10 +200,11 @@ def put_self_first(nbrs: np.ndarray, sims: np.ndarray, row_ids: np.ndarray | Non
 
     Rows where the index did not return the query (approximate search, or exact ties with duplicates) get it
     inserted first and lose their last neighbour. The self similarity is set to 1. Slots the index left empty
-    (``-1``) point to the query itself with similarity -1, so they carry no weight downstream.
+    (``-1``) point to the query itself with similarity -1, so they carry no weight downstream. ``row_ids``: the
+    query's own id per row (default ``0..M-1``); the ids keep ``nbrs``'s dtype.
     """
     n, k = nbrs.shape
-    ids = np.arange(n, dtype=np.int64) if row_ids is None else row_ids.astype(np.int64)
+    ids = (np.arange(n) if row_ids is None else np.asarray(row_ids)).astype(nbrs.dtype)
     empty = nbrs < 0
     if empty.any():
         nbrs = np.where(empty, ids[:, None], nbrs)
@@ -174,51 +235,71 @@ def put_self_first(nbrs: np.ndarray, sims: np.ndarray, row_ids: np.ndarray | Non
     return nbrs, sims
 
 
-def knn_search(x: np.ndarray, k: int, *, method: str = "auto", device: str = "auto", flat_max: int = 300_000,
-               gpu_flat_max: int = 3_000_000, nlist: int | None = None, nprobe: int = 64, hnsw_m: int = 32,
-               ef_search: int = 128, chunk: int = 65_536, progress: bool | None = None, seed: int = 0,
-               threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _config(config: KnnConfig | dict | None, overrides: dict) -> KnnConfig:
+    cfg = KnnConfig.from_dict(config)
+    return replace(cfg, **overrides) if overrides else cfg
+
+
+def knn_search(x: np.ndarray, k: int, config: KnnConfig | dict | None = None, *, device: str = "auto",
+               chunk: int = 65_536, progress: bool | None = None, **overrides) -> tuple[np.ndarray, np.ndarray]:
     """K nearest neighbours of every row of ``x`` among the rows of ``x`` (self included, first).
 
     Args:
         x: ``(N, d)`` float32, L2-normalised rows.
         k: neighbours per face, self included (``k <= N``).
-        method: ``"auto"`` (flat up to ``flat_max`` faces, IVF above), ``"flat"``, ``"ivf"`` or ``"hnsw"``.
-        device: ``"auto"`` (GPU if faiss sees one), ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (see :func:`faiss_gpu`).
-        flat_max: largest N searched exactly by ``"auto"`` on the CPU.
-        gpu_flat_max: the same on a GPU.
-        nlist, nprobe: IVF lists (default ``4 sqrt(N)``) and lists probed per query.
-        hnsw_m, ef_search: HNSW graph degree and search breadth.
+        config: a :class:`KnnConfig` (or its dict); ``overrides`` replace its fields (``method="flat"``).
+        device: ``"auto"`` (the GPU(s) faiss sees), ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (:func:`faiss_gpus`).
         chunk: query rows per faiss call.
         progress: show a progress bar (default: when N > 200K).
-        seed: seed of the IVF training sample.
-        threads: faiss OpenMP threads for this call (default: faiss's own; restored after it).
 
     Returns:
-        ``nbrs (N, k) int64`` and ``sims (N, k) float32``, each row sorted by decreasing similarity, self first.
+        ``nbrs (N, k)`` (int32 below 2^31 faces, :func:`id_dtype`) and ``sims (N, k) float32``, each row sorted by
+        decreasing similarity, self first.
     """
-    return knn_query(x, None, k, chunk=chunk, progress=progress, method=method, device=device, flat_max=flat_max,
-                     gpu_flat_max=gpu_flat_max, nlist=nlist, nprobe=nprobe, hnsw_m=hnsw_m, ef_search=ef_search,
-                     seed=seed, threads=threads)
+    return knn_query(x, None, k, chunk=chunk, progress=progress, config=_config(config, overrides), device=device)
 
 
-def knn_index(x: np.ndarray, k: int, *, method: str = "auto", device: str = "auto", flat_max: int = 300_000,
-              gpu_flat_max: int = 3_000_000, nlist: int | None = None, nprobe: int = 64, hnsw_m: int = 32,
-              ef_search: int = 128, seed: int = 0, threads: int | None = None):
-    """The faiss index over the rows of ``x`` that :func:`knn_search` builds (arguments as there), to query several
-    times with :func:`knn_query`. ``"auto"`` picks by the index size N."""
+def knn_index(x: np.ndarray, k: int, config: KnnConfig | dict | None = None, *, device: str = "auto",
+              **overrides):
+    """The index over the rows of ``x`` that :func:`knn_search` builds (arguments as there), as a
+    :class:`KnnIndex`, to query several times with :func:`knn_query`. ``"auto"`` picks by the index size N."""
+    cfg = _config(config, overrides)
     x = np.ascontiguousarray(x, dtype=np.float32)
-    gpu = faiss_gpu(device)
-    if method == "auto":
-        method = "flat" if x.shape[0] <= (flat_max if gpu is None else gpu_flat_max) else "ivf"
-    log.info("kNN: %s index, N=%d, K=%d, %s", method, x.shape[0], k, "CPU" if gpu is None else f"GPU {gpu}")
-    with faiss_threads(threads):  # for this call only: the caller's count is restored after it
-        return _build_index(x, method, nlist, nprobe, hnsw_m, ef_search, k, gpu, seed)
+    gpus = faiss_gpus(device)
+    method = resolve_method(cfg, x.shape[0], bool(gpus))
+    where = "CPU" if not gpus else f"GPU {gpus[0]}" if len(gpus) == 1 else f"{len(gpus)} GPUs (sharded)"
+    log.info("kNN: %s index, N=%d, K=%d, %s", method, x.shape[0], k, where)
+    with faiss_threads(cfg.threads):  # for this call only: the caller's count is restored after it
+        built = _build_index(x, method, cfg, k, gpus)
+    return KnnIndex(built, method, cfg.refine if method in QUANTISED else 1, cfg.threads)
+
+
+def _exact_rescore(x: np.ndarray, query: np.ndarray, ids: np.ndarray, k: int, block: int = 512
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best of each query's candidate ``ids`` (M, C) by exact inner product: ``(ids, sims)`` sorted by
+    decreasing similarity; empty slots (``-1``) stay last. Blocks of ``block`` queries (``block C d`` floats
+    gathered at a time: 40 MB for 160 candidates of 256-d faces)."""
+    import torch
+
+    xt = torch.from_numpy(x)
+    m = ids.shape[0]
+    out_i = np.empty((m, k), dtype=ids.dtype)
+    out_s = np.empty((m, k), dtype=np.float32)
+    for start in range(0, m, block):
+        cand = torch.from_numpy(ids[start:start + block])
+        q = torch.from_numpy(query[start:start + block])
+        s = torch.bmm(xt[cand.clamp(min=0)], q[:, :, None])[:, :, 0]            # (B, C) exact cosines
+        s = s.masked_fill(cand < 0, -float("inf"))
+        top_s, top = torch.sort(s, dim=1, descending=True, stable=True)
+        out_i[start:start + len(cand)] = torch.gather(cand, 1, top[:, :k]).numpy()
+        out_s[start:start + len(cand)] = top_s[:, :k].numpy()
+    out_s[out_i < 0] = -1.0
+    return out_i, out_s
 
 
 def knn_query(x: np.ndarray, query: np.ndarray | None, k: int, *, query_ids: np.ndarray | None = None,
-              index=None, chunk: int = 65_536, progress: bool | None = None,
-              **index_kw) -> tuple[np.ndarray, np.ndarray]:
+              index=None, chunk: int = 65_536, progress: bool | None = None, config: KnnConfig | dict | None = None,
+              device: str = "auto", **overrides) -> tuple[np.ndarray, np.ndarray]:
     """K nearest neighbours of some rows among all rows of ``x``, each query's own row first.
 
     Used by incremental clustering, where new faces (and the old faces they reach) are queried against old + new.
@@ -229,30 +310,38 @@ def knn_query(x: np.ndarray, query: np.ndarray | None, k: int, *, query_ids: np.
         k: neighbours per query, self included (``k <= N``).
         query_ids: ``(M,)`` row of ``x`` that each query is (put first in its own list, similarity 1); default
             ``0..M-1``.
-        index: an index from :func:`knn_index` over ``x``, to reuse; built here from ``index_kw`` when ``None``.
-        chunk: query rows per faiss call.
+        index: a :class:`KnnIndex` from :func:`knn_index` over ``x``, to reuse; built here from ``config`` / ``overrides`` /
+            ``device`` when ``None``.
+        chunk: query rows per faiss call; each chunk is put self first as it comes (no ``(M, K)`` temporaries).
         progress: show a progress bar (default: when M > 200K).
-        index_kw: :func:`knn_index` options (method, device, nprobe, seed, ...).
 
     Returns:
-        ``nbrs (M, k) int64`` ids into ``x`` and ``sims (M, k) float32``, sorted by decreasing similarity.
+        ``nbrs (M, k)`` ids into ``x`` (:func:`id_dtype` of N) and ``sims (M, k) float32``, sorted by decreasing
+        similarity.
     """
     n = x.shape[0]
     if not 1 <= k <= n:
         raise ValueError(f"k = {k} must be in 1..N = {n}")
     if index is None:
-        index = knn_index(x, k, **index_kw)
-    query = np.ascontiguousarray(x if query is None else query, dtype=np.float32)
-    m = query.shape[0]
+        index = knn_index(x, k, config, device=device, **overrides)
+    fetch = min(n, index.refine * k)
+    m = n if query is None else query.shape[0]
     if query_ids is not None and len(query_ids) != m:
         raise ValueError(f"{len(query_ids)} query ids for {m} queries")
-    nbrs = np.empty((m, k), dtype=np.int64)
+    dtype = id_dtype(n)
+    nbrs = np.empty((m, k), dtype=dtype)
     sims = np.empty((m, k), dtype=np.float32)
     show = progress if progress is not None else m > 200_000
-    desc = f"kNN ({type(index).__name__})"
-    with faiss_threads(index_kw.get("threads")):
+    desc = f"kNN ({index.method})"
+    with faiss_threads(index.threads):  # the index's thread count, for this call only
         for start in tqdm(range(0, m, chunk), desc=desc, disable=not show, unit="chunk"):
-            s, i = index.search(query[start:start + chunk], k)
-            sims[start:start + len(s)] = s
-            nbrs[start:start + len(i)] = i
-    return put_self_first(nbrs, sims, None if query_ids is None else np.asarray(query_ids, dtype=np.int64))
+            q = np.ascontiguousarray((x if query is None else query)[start:start + chunk], dtype=np.float32)
+            s, i = index.index.search(q, fetch)
+            if index.method in QUANTISED:  # approximate similarities: re-scored exactly, the best k kept
+                i, s = _exact_rescore(x, q, i, k)
+            ids = (np.arange(start, start + len(q)) if query_ids is None
+                   else np.asarray(query_ids[start:start + len(q)]))
+            i, s = put_self_first(i.astype(dtype, copy=False), s, ids)
+            nbrs[start:start + len(q)] = i
+            sims[start:start + len(q)] = s
+    return nbrs, sims

@@ -27,7 +27,7 @@ def check_state(state: dict) -> None:
     import models
     from models.config import config_from_dict
 
-    from .knn import check_knn_options
+    from .knn_config import check_knn_options
 
     unknown = sorted(set(state) - set(STATE_KEYS))
     if unknown:

@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import copy
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .graph_config import GraphConfig
-from .inference import predict_k, predict_pairs, resolve_device
+from .knn_config import KnnConfig
+from .inference import ROW_BLOCK, predict_k, predict_pairs, resolve_device
 from .model_file import MODEL_FORMAT, MODEL_VERSION, build_network, network_state, read_model_file
-from .refine import READS_K, edge_weights, jaccard_weights, pairs_to_score, refine_and_cluster
+from .mapequation import infomap_cluster, knn_edges
+from .refine import READS_K, cluster_edges, edge_weights, jaccard_weights, pairs_to_score
 from .timer import Timer
+
+if TYPE_CHECKING:
+    from .distributed import Ranks
 
 __all__ = ["ClusteringPipeline"]
 
@@ -52,7 +58,7 @@ class ClusteringPipeline:
         graph: the graph settings (K, transform, Jaccard, combine rule, threshold, Infomap seed).
         topk: a :class:`models.TopKPredictor` or ``None``.
         sdt: a :class:`models.SDT` or ``None``.
-        knn: keyword arguments for :func:`clustering.knn.knn_search` (method, nprobe, ...).
+        knn: the kNN settings, a :class:`~clustering.knn.KnnConfig` (or its dict, as a model file stores it).
         batch_size: centres per network forward; ``None`` picks 256 on a CPU (the fastest of 128..2048 measured for
             the project's models on 2 cores: larger batches fall out of cache) and 4096 on a GPU.
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (:func:`resolve_device`).
@@ -65,13 +71,15 @@ class ClusteringPipeline:
     """
 
     def __init__(self, mean: np.ndarray | None, graph: GraphConfig, topk: torch.nn.Module | None = None,
-                 sdt: torch.nn.Module | None = None, *, knn: dict | None = None, batch_size: int | None = None,
+                 sdt: torch.nn.Module | None = None, *, knn: KnnConfig | dict | None = None,
+                 batch_size: int | None = None,
                  device: str = "auto", meta: dict | None = None) -> None:
         self.mean = None if mean is None else np.asarray(mean, dtype=np.float32)
         self.graph = graph
-        self.knn = dict(knn or {})
+        self.knn = KnnConfig.from_dict(knn)
         self.device = resolve_device(device)
         self.batch_size = batch_size or (256 if torch.device(self.device).type == "cpu" else 4096)
+        self.row_block = ROW_BLOCK  # network batches never cross a multiple of this row id (clustering.inference)
         self.meta = dict(meta or {})
         self.topk = _on_device(topk, self.device)
         self.sdt = _on_device(sdt, self.device)
@@ -98,16 +106,22 @@ class ClusteringPipeline:
             x = preprocess(feats, self.mean)
         return (x, *self._knn(x, k, timer, progress))
 
-    def _knn(self, x: np.ndarray, k: int | None, timer: Timer, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _knn(self, x: np.ndarray, k: int | None, timer: Timer, progress: bool, device: str | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """The kNN graph (stage ``"knn"``); ``device="all"``: on every GPU faiss sees (a distributed run's rank 0),
+        on the CPU without one or on a CPU pipeline."""
         from .knn import knn_search
 
+        options = self.knn_options()
+        if device == "all" and options["device"] != "cpu":
+            options["device"] = "all"
         with timer("knn"):
-            return knn_search(x, min(k or self.graph.k, x.shape[0]), progress=progress, **self.knn_options())
+            return knn_search(x, min(k or self.graph.k, x.shape[0]), progress=progress, **options)
 
     def knn_options(self) -> dict:
-        """Keyword arguments for :func:`clustering.knn.knn_search` / ``knn_index``: the model's kNN settings on
-        this pipeline's device."""
-        return {"device": self.device if self.device.startswith("cuda") else "cpu", **self.knn}
+        """Keyword arguments for :func:`clustering.knn.knn_search` / ``knn_index``: the model's kNN settings
+        (``config``) on this pipeline's device."""
+        return {"config": self.knn, "device": self.device if self.device.startswith("cuda") else "cpu"}
 
     def predict(self, x: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, timer: Timer | None = None,
                 progress: bool = False) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -117,7 +131,7 @@ class ClusteringPipeline:
         return k, pair_prob
 
     def scores(self, x: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, timer: Timer | None = None,
-               progress: bool = False, *, rule: GraphConfig | None = None
+               progress: bool = False, *, rule: GraphConfig | None = None, ranks: Ranks | None = None
                ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
         """``(k, pair_prob, jaccard_prob)`` of a kNN graph. Without ``rule`` the networks score every face (no
         ``jaccard_prob``: None). With ``rule`` they score only what that graph rule can use, and the same
@@ -125,22 +139,34 @@ class ClusteringPipeline:
         (:func:`~clustering.refine.pairs_to_score`), each up to its last such neighbour (the other pairs get 0);
         the Top-K predictor runs on every face when the rule's Jaccard reads k, else only on the centres the pair
         classifier scores (``k`` is then None). ``jaccard_prob`` is the rule's Jaccard probability, computed on
-        the way."""
+        the way. ``ranks`` (with ``rule``; :mod:`clustering.distributed`): this rank scores its own rows
+        ``lo:hi`` (:meth:`~clustering.distributed.Ranks.span`) only; ``k`` is then every face's (all-gathered),
+        ``pair_prob`` and ``jaccard_prob`` are those rows'."""
         timer = timer or Timer()
         n, K = nbrs.shape
-        run_k = dict(batch_size=self.batch_size, device=self.device, progress=progress)
+        if ranks is not None and rule is None:
+            raise ValueError("a distributed run scores for a graph rule (rule=...)")
+        span = None if ranks is None else ranks.span(n)
+        lo, hi = span or (0, n)
+        own = None if span is None else np.arange(lo, hi)
+        run_k = dict(batch_size=self.batch_size, device=self.device, progress=progress,
+                     row_block=self.row_block if ranks is None else ranks.row_block)
         k = pair_prob = p = None
         if self.topk is not None and (rule is None or rule.jaccard in READS_K):
             with timer("topk"):
-                k = predict_k(self.topk, x, nbrs, sims, **run_k)
+                k = predict_k(self.topk, x, nbrs, sims, rows=own, **run_k)
+                if ranks is not None:
+                    k = ranks.all_rows(k, n)  # the Jaccard of a row reads its neighbours' k
         rows = widths = None
         if rule is not None:
             with timer("jaccard"):
-                p = jaccard_weights(nbrs, sims, k, rule)
-            need = pairs_to_score(p, nbrs, rule) if self.sdt is not None else None
+                p = jaccard_weights(nbrs, sims, k, rule, span=span)
+            need = pairs_to_score(p, nbrs[lo:hi], rule, first_row=lo) if self.sdt is not None else None
             if need is not None:
-                rows = np.flatnonzero(need.any(axis=1))
-                widths = K - np.argmax(need[rows, ::-1], axis=1)  # up to the last pair needed, self included
+                rows = lo + np.flatnonzero(need.any(axis=1))
+                widths = K - np.argmax(need[rows - lo, ::-1], axis=1)  # up to the last pair needed, self included
+            else:
+                rows = own  # every pair of these rows
         if self.sdt is None or (rows is not None and len(rows) == 0):
             return k, pair_prob, p
         k_in = k
@@ -151,7 +177,7 @@ class ClusteringPipeline:
                     k_in[rows if rows is not None else slice(None)] = predict_k(self.topk, x, nbrs, sims, rows=rows,
                                                                                 **run_k)
         with timer("sdt"):
-            pair_prob = predict_pairs(self.sdt, x, nbrs, sims, k_in, rows=rows, widths=widths, **run_k)
+            pair_prob = predict_pairs(self.sdt, x, nbrs, sims, k_in, rows=rows, widths=widths, span=span, **run_k)
         return k, pair_prob, p
 
     def run_graph(self, x: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, timer: Timer | None = None,
@@ -159,28 +185,79 @@ class ClusteringPipeline:
         """Networks + graph half on a ready kNN graph, the networks scoring only what the model's graph rule can
         use (:meth:`scores`). Returns ``(N,)`` cluster ids."""
         timer = timer or Timer()
-        k, pair_prob, p = self.scores(x, nbrs, sims, timer, progress, rule=self.graph)
-        return refine_and_cluster(nbrs, sims, self.graph, k=k, pair_prob=pair_prob, jaccard_prob=p, timer=timer)
+        return self._prune_and_cluster(nbrs, sims, [*self.scores(x, nbrs, sims, timer, progress, rule=self.graph)],
+                                       timer)
 
-    def cluster(self, feats, timer: Timer | None = None, progress: bool = False) -> tuple[np.ndarray, dict]:
+    def _prune_and_cluster(self, nbrs: np.ndarray, sims: np.ndarray, scores: list, timer: Timer,
+                           ranks: Ranks | None = None, stats: dict | None = None) -> np.ndarray | None:
+        """The graph half after :meth:`scores`: edge weights (stage ``"jaccard"``), then prune and Infomap
+        (:func:`~clustering.refine.cluster_edges`). ``scores`` (``[k, pair_prob, jaccard_prob]``) is emptied once
+        the weights are made, so those ``(N, K)`` arrays are freed before Infomap unless the caller holds them.
+        With ``ranks``: the weights and the pruning of this rank's rows, the kept edges gathered on rank 0, which
+        runs Infomap (the other ranks return None). ``stats``: receives the edge counts (``cluster_edges``)."""
+        n = nbrs.shape[0]
+        lo, hi = (0, n) if ranks is None else ranks.span(n)
+        k = scores[0]
+        with timer("jaccard"):
+            w = edge_weights(nbrs[lo:hi], sims[lo:hi], self.graph, k=None if k is None else k[lo:hi],
+                             pair_prob=scores[1], jaccard_prob=scores[2])
+        scores.clear()
+        if ranks is None:
+            return cluster_edges(nbrs, w, self.graph, timer, stats=stats)
+        with timer("infomap"):
+            edges = ranks.gather_on_first(*knn_edges(nbrs[lo:hi], w, self.graph.threshold, first_row=lo))
+            del w
+            if edges is None:
+                return None
+            if stats is not None:
+                stats["edges"] = int(len(edges[0]))
+            return infomap_cluster(n, *edges, seed=self.graph.seed, num_trials=self.graph.num_trials, stats=stats)
+
+    def cluster(self, feats, timer: Timer | None = None, progress: bool = False, *, keep: dict | None = None,
+                ranks: Ranks | None = None) -> tuple[np.ndarray | None, dict]:
         """Cluster raw ``(N, d)`` embeddings (checked by the caller): ``(labels (N,) int64, info)``.
 
         Identical faces (rows equal after preprocessing) are one node of the graph, expanded afterwards, so they
         always share a cluster: as separate nodes a predicted ``k_i = 1`` (or a threshold) could cut the edge
         between them. ``info``: ``k`` (neighbours used: the model's K, capped at the number of distinct faces) and
-        ``n_distinct``."""
+        ``n_distinct``.
+
+        Memory: a memory-mapped ``feats`` is read in chunks and its pages released once preprocessed
+        (:func:`~clustering.preprocess.preprocess`); every stage holds ``O(N K)`` beyond the ``(N, d)`` features,
+        and the features, the predicted k and the pair and Jaccard probabilities are freed before Infomap (which
+        gets the pruned edge list only). ``keep``: a dict that receives the kNN graph of the distinct faces
+        (``nbrs``, ``sims``), the predicted ``k`` (or None), the index used (``knn``) and the edge counts
+        (``edges``, ``links``: :func:`~clustering.refine.cluster_edges`), for diagnosis.
+
+        ``ranks``: one rank of a distributed run (:mod:`clustering.distributed`): rank 0 builds the kNN graph (on
+        every GPU of its node, or its CPU) and broadcasts it, each rank scores its own rows, rank 0 clusters the
+        gathered edges and returns the labels (the others: None), those of a one-process run."""
+        from .knn import faiss_gpus, id_dtype, resolve_method
         from .preprocess import preprocess, unique_rows
 
         timer = timer or Timer()
         with timer("preprocess"):
-            x = preprocess(feats, self.mean)
+            x = preprocess(feats, self.mean, release=True)
+            del feats  # freed here when the caller handed over its only reference (cluster.py does)
             first, inverse = unique_rows(x)
             if len(first) < len(x):
                 x = x[first]
         k = min(self.graph.k, x.shape[0])
-        nbrs, sims = self._knn(x, k, timer, progress)
-        labels = self.run_graph(x, nbrs, sims, timer, progress)
-        return labels[inverse], {"k": int(k), "n_distinct": int(len(first))}
+        if ranks is None:
+            nbrs, sims = self._knn(x, k, timer, progress)
+        else:
+            n = x.shape[0]
+            nbrs, sims = self._knn(x, k, timer, progress, device="all") if ranks.rank == 0 else (None, None)
+            with timer("knn"):
+                nbrs, sims = ranks.broadcast(nbrs, (n, k), id_dtype(n)), ranks.broadcast(sims, (n, k), np.float32)
+        scores = [*self.scores(x, nbrs, sims, timer, progress, rule=self.graph, ranks=ranks)]
+        if keep is not None:
+            device = self.knn_options()["device"]
+            keep.update(nbrs=nbrs, sims=sims, k=scores[0],
+                        knn=resolve_method(self.knn, x.shape[0], bool(faiss_gpus(device))))
+        del x  # the networks are done: Infomap needs the graph only
+        labels = self._prune_and_cluster(nbrs, sims, scores, timer, ranks, stats=keep)
+        return (None if labels is None else labels[inverse]), {"k": int(k), "n_distinct": int(len(first))}
 
     def __call__(self, feats: np.ndarray, timer: Timer | None = None, progress: bool = False) -> np.ndarray:
         """Cluster raw ``(N, d)`` embeddings; returns ``(N,)`` int64 cluster ids in input order.
@@ -230,7 +307,7 @@ class ClusteringPipeline:
         """A plain dict (tensors, numbers, strings) holding everything inference needs (:mod:`clustering.model_file`)."""
         return {"format": MODEL_FORMAT, "version": MODEL_VERSION,
                 "mean": None if self.mean is None else torch.from_numpy(self.mean.copy()),
-                "graph": self.graph.to_dict(), "knn": self.knn,
+                "graph": self.graph.to_dict(), "knn": self.knn.to_dict(),
                 "topk": network_state(self.topk), "sdt": network_state(self.sdt),
                 # plain JSON types only, so that the file loads with torch.load(weights_only=True)
                 "meta": json.loads(json.dumps(self.meta, default=str))}

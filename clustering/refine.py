@@ -12,22 +12,24 @@ from .graph_config import COMBINES, JACCARDS, TRANSFORM_NAMES, Combine, GraphCon
 from .mapequation import infomap_cluster, knn_edges
 from .timer import Timer
 
-__all__ = ["jaccard_weights", "combine_edges", "edge_weights", "refine_and_cluster", "pairs_to_score", "READS_K"]
+__all__ = ["jaccard_weights", "combine_edges", "edge_weights", "refine_and_cluster", "cluster_edges",
+           "pairs_to_score", "READS_K"]
 
 
-def jaccard_weights(nbrs: np.ndarray, sims: np.ndarray, k: np.ndarray | None, cfg: GraphConfig) -> np.ndarray:
+def jaccard_weights(nbrs: np.ndarray, sims: np.ndarray, k: np.ndarray | None, cfg: GraphConfig, *,
+                    span: tuple[int, int] | None = None) -> np.ndarray:
     """Edge probability ``(N, K)`` aligned with ``nbrs`` by ``cfg.jaccard`` / ``cfg.transform`` (both checked, also
-    where the variant does not use the transform)."""
+    where the variant does not use the transform); with ``span = (lo, hi)``, of rows ``lo:hi`` only."""
     if cfg.transform not in TRANSFORM_NAMES:
         raise ValueError(f"unknown transform {cfg.transform!r} ({', '.join(TRANSFORM_NAMES)})")
     if cfg.jaccard == "topk":
-        return topk_jaccard(nbrs, sims, k, transform=cfg.transform)
+        return topk_jaccard(nbrs, sims, k, transform=cfg.transform, span=span)
     if cfg.jaccard == "all":
-        return topk_jaccard(nbrs, sims, None, transform=cfg.transform)
+        return topk_jaccard(nbrs, sims, None, transform=cfg.transform, span=span)
     if cfg.jaccard == "plain":
-        return plain_jaccard(nbrs, k)
+        return plain_jaccard(nbrs, k, span=span)
     if cfg.jaccard == "none":
-        return edge_prob(sims, cfg.transform)
+        return edge_prob(sims if span is None else sims[span[0]:span[1]], cfg.transform)
     raise ValueError(f"unknown jaccard {cfg.jaccard!r} ({', '.join(JACCARDS)})")
 
 
@@ -68,15 +70,28 @@ def refine_and_cluster(nbrs: np.ndarray, sims: np.ndarray, cfg: GraphConfig, *, 
     timer = timer or Timer()
     with timer("jaccard"):
         w = edge_weights(nbrs, sims, cfg, k=k, pair_prob=pair_prob, jaccard_prob=jaccard_prob)
+    return cluster_edges(nbrs, w, cfg, timer)
+
+
+def cluster_edges(nbrs: np.ndarray, weights: np.ndarray, cfg: GraphConfig, timer: Timer | None = None, *,
+                  stats: dict | None = None) -> np.ndarray:
+    """Prune the kNN-aligned edge ``weights`` at ``cfg.threshold`` and cluster what is left with Infomap (stage
+    ``"infomap"``): ``(N,)`` labels. Infomap gets the kept edges only (``O(E)``; :func:`knn_edges`). ``stats``: a
+    dict that receives ``edges`` (directed kNN edges kept) and ``links`` (undirected links given to Infomap)."""
+    timer = timer or Timer()
     with timer("infomap"):
-        rows, cols, ww = knn_edges(nbrs, w, cfg.threshold)
-        return infomap_cluster(nbrs.shape[0], rows, cols, ww, seed=cfg.seed, num_trials=cfg.num_trials)
+        rows, cols, ww = knn_edges(nbrs, weights, cfg.threshold)
+        if stats is not None:
+            stats["edges"] = int(len(rows))
+        return infomap_cluster(nbrs.shape[0], rows, cols, ww, seed=cfg.seed, num_trials=cfg.num_trials,
+                               stats=stats)
 
 
 READS_K: tuple[str, ...] = ("topk", "plain")  # the Jaccard variants that read every face's k
 
 
-def pairs_to_score(jaccard_prob: np.ndarray, nbrs: np.ndarray, cfg: GraphConfig) -> np.ndarray | None:
+def pairs_to_score(jaccard_prob: np.ndarray, nbrs: np.ndarray, cfg: GraphConfig, first_row: int = 0
+                   ) -> np.ndarray | None:
     """The pairs whose pair-classifier probability can change what ``cfg`` gives Infomap: ``(N, K)`` bool aligned
     with ``nbrs``, or ``None`` for every pair.
 
@@ -87,7 +102,7 @@ def pairs_to_score(jaccard_prob: np.ndarray, nbrs: np.ndarray, cfg: GraphConfig)
     ``q`` of pruned pairs). Self pairs never count (Infomap gets no self loops). Early stopping changes nothing: a
     pair that cannot exceed the threshold stops the walk whatever its ``q``. Every other pair is pruned whatever its
     ``q`` in [0, 1], so any value there (the pipeline gives 0) leaves the clustering exactly as with every pair
-    scored."""
+    scored. ``first_row``: the face of ``nbrs``'s first row (the rows ``lo:hi`` of a distributed rank)."""
     if cfg.combine == "sdt" or (cfg.early_stop and cfg.edge_recall is not None):
         return None
     if cfg.combine == "jaccard":
@@ -98,5 +113,5 @@ def pairs_to_score(jaccard_prob: np.ndarray, nbrs: np.ndarray, cfg: GraphConfig)
         need = jaccard_prob > cfg.threshold
     else:  # "mean"
         need = jaccard_prob > 2.0 * cfg.threshold - 1.0
-    need &= nbrs != np.arange(nbrs.shape[0])[:, None]
+    need &= nbrs != np.arange(first_row, first_row + nbrs.shape[0], dtype=nbrs.dtype)[:, None]
     return need

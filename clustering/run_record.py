@@ -45,11 +45,12 @@ def run_record(pipe, *, model: str, model_sha256: str, k: int, notes: list[str],
 
     Returns:
         ``{"command", "cwd", "model", "model_sha256", **fields, "k", "seed", "graph", "knn", "batch_size",
-        "device", "versions", "notes", "seconds", "model_meta"}``.
+        "row_block", "device", "versions", "notes", "seconds", "model_meta"}``.
     """
     return {"command": sys.argv, "cwd": os.getcwd(), "model": os.path.abspath(model), "model_sha256": model_sha256,
-            **fields, "k": int(k), "seed": int(pipe.graph.seed), "graph": pipe.graph.to_dict(), "knn": pipe.knn,
-            "batch_size": pipe.batch_size, "device": pipe.device, "versions": versions(**(extra_versions or {})),
+            **fields, "k": int(k), "seed": int(pipe.graph.seed), "graph": pipe.graph.to_dict(), "knn": pipe.knn.to_dict(),
+            "batch_size": pipe.batch_size, "row_block": pipe.row_block, "device": pipe.device,
+            "versions": versions(**(extra_versions or {})),
             "notes": notes, "seconds": seconds, "model_meta": pipe.meta}
 
 

@@ -335,7 +335,7 @@ class FaceGraphDataModule(pl.LightningDataModule):
             if len(rows) == 0:
                 continue
             check_k(self.k, len(rows), f"{part} split")
-            out[f"{part}_nbrs"], out[f"{part}_sims"] = knn_search(preprocess(feats[rows], mean), self.k, **self.knn)
+            out[f"{part}_nbrs"], out[f"{part}_sims"] = knn_search(preprocess(feats[rows], mean), self.k, self.knn)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(path, lambda fh: np.savez(fh, **out))

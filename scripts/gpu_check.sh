@@ -5,6 +5,13 @@
 #   PYTHON=... N=... MODEL=artifacts/model.pt scripts/gpu_check.sh   # MODEL: a d = 256 model (default: untrained
 #                                                                    # networks of the default size, for timing only)
 #   DEVICE=cpu N=5000 scripts/gpu_check.sh   # a dry run of the script on a CPU machine (no gpu tests)
+# Then, with RUNG (e.g. RUNG=120: the scale ladder's ~976K faces, benchmarks/scale.py), that rung end to end in its
+# own process on the device (networks on CUDA, faiss on every GPU it sees, sharded), seconds and peak memory per
+# stage, and cosine kNN + Infomap on the same graph; MODEL (default artifacts/scale/model.pt, `make bench-scale`'s)
+# must be a 256-d model:
+#   RUNG=120 scripts/gpu_check.sh                       # on a GPU machine: the 1M rung, JSON in $OUT (default
+#                                                        # benchmarks/results/scale_120x_gpu.json)
+#   DEVICE=cpu N=5000 RUNG=1 OUT=/tmp/r.json scripts/gpu_check.sh   # its dry run on a CPU (the 1x rung)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python)}
@@ -48,3 +55,13 @@ start=$(date +%s%N)
 echo "end to end (cluster.py on $N faces, --device $DEVICE): $(( ($(date +%s%N) - start) / 1000000 )) ms"
 "$PYTHON" -c "import json; s = json.load(open('$WORK/c.txt.json')); print('device', s['device'], '| kNN', s['knn'], \
 '| notes', s['notes'])"
+
+if [ -n "${RUNG:-}" ]; then
+    RUNG_MODEL=${MODEL:-artifacts/scale/model.pt}
+    OUT=${OUT:-benchmarks/results/scale_${RUNG}x_gpu.json}
+    [ -f "$RUNG_MODEL" ] || { echo "RUNG: $RUNG_MODEL is missing (make bench-scale trains it)"; exit 1; }
+    start=$(date +%s%N)
+    "$PYTHON" benchmarks/scale.py --sizes "$RUNG" --methods knn-infomap --model "method=$RUNG_MODEL" \
+        --device "$DEVICE" --workdir "${WORKDIR:-artifacts/scale/rungs}" --json "$OUT" --progress
+    echo "scale.py --sizes $RUNG on --device $DEVICE: $(( ($(date +%s%N) - start) / 1000000 )) ms (JSON: $OUT)"
+fi

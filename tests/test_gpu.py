@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from clustering.graph_config import GraphConfig
-from clustering.knn import knn_index, knn_search
+from clustering.knn import knn_index, knn_search, resolve_method
+from clustering.knn_config import KnnConfig
 from clustering.metrics import evaluate
 from clustering.pipeline import ClusteringPipeline
 from clustering.preprocess import fit_mean, preprocess
@@ -49,17 +50,36 @@ def fake_cuda(monkeypatch: pytest.MonkeyPatch):
 
 
 @pytest.fixture
-def fake_faiss_gpu(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """faiss "sees" two GPUs; index_cpu_to_gpu records the device and keeps the index on the CPU."""
-    devices: list[int] = []
+def fake_faiss_gpu(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """faiss "sees" two GPUs; the copy to one GPU records the device and keeps the index on the CPU, the copy to
+    several (``index_cpu_to_gpus_list`` with ``shard=True``) records the devices and builds what faiss builds
+    there, a ``faiss.IndexShards`` of one copy of the (trained, empty) index per device, here CPU copies."""
+    devices: list[list[int]] = []
 
     def to_gpu(res, device, index):
-        devices.append(device)
+        devices.append([device])
         return index
+
+    def to_gpus_list(index, co=None, gpus=None):
+        assert co.shard and index.ntotal == 0  # sharded, and filled afterwards (the vectors split among shards)
+        devices.append(list(gpus))
+        shards = faiss.IndexShards(index.d, True, True)  # threaded, successive ids: global ids across shards
+        copies = [faiss.clone_index(index) for _ in gpus]
+        for c in copies:
+            shards.add_shard(c)
+        shards.referenced_objects = copies
+        return shards
+
+    class ClonerOptions:
+        shard = False
+        common_ivf_quantizer = False
 
     monkeypatch.setattr(faiss, "get_num_gpus", lambda: 2)
     monkeypatch.setattr(faiss, "StandardGpuResources", lambda: object(), raising=False)
     monkeypatch.setattr(faiss, "index_cpu_to_gpu", to_gpu, raising=False)
+    monkeypatch.setattr(faiss, "index_cpu_to_gpus_list", to_gpus_list, raising=False)
+    monkeypatch.setattr(faiss, "GpuMultipleClonerOptions", ClonerOptions, raising=False)
+    monkeypatch.setattr(faiss, "GpuParameterSpace", faiss.ParameterSpace, raising=False)
     return devices
 
 
@@ -100,20 +120,38 @@ def test_cluster_cli_with_cuda_torch_and_faiss_cpu(faces, tmp_path: Path) -> Non
 def test_faiss_uses_the_process_cuda_device(faces, fake_cuda, fake_faiss_gpu, monkeypatch) -> None:
     x = preprocess(faces[0])
     knn_search(x, 5, device="cuda:1", method="flat")
+    monkeypatch.setenv("LOCAL_RANK", "1")                   # a torchrun rank owns one GPU:
     knn_search(x, 5, device="cuda", method="flat")          # torch's current device (1 here), not device 0
     _plain(faces[0], "auto")(faces[0])                       # the pipeline passes its own device
-    assert fake_faiss_gpu == [1, 1, 1]
+    assert fake_faiss_gpu == [[1], [1], [1]]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setenv("LOCAL_RANK", "1")                    # no torch CUDA: the DDP rank's device
-    knn_search(x, 5, device="cuda", method="flat")
-    assert fake_faiss_gpu[-1] == 1
+    knn_search(x, 5, device="cuda", method="flat")          # no torch CUDA: the rank's LOCAL_RANK
+    assert fake_faiss_gpu[-1] == [1]
+
+
+@pytest.mark.parametrize("method", ["flat", "ivf"])
+def test_a_process_that_owns_no_gpu_shards_the_index_over_all(faces, fake_faiss_gpu, monkeypatch, method) -> None:
+    """Without LOCAL_RANK, "cuda" / "auto" spread the index over every GPU faiss sees (IndexShards): the same
+    neighbours as one index (exact search: identical; IVF: the shards share the trained lists)."""
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    x = preprocess(faces[0])
+    ref = knn_search(x, 8, device="cpu", method=method, nlist=8, nprobe=8)
+    index = knn_index(x, 8, device="auto", method=method, nlist=8, nprobe=8)
+    assert fake_faiss_gpu == [[0, 1]] and isinstance(index.index, faiss.IndexShards)
+    assert index.index.count() == 2 and faiss.downcast_index(index.index.at(0)).ntotal < len(x)
+    got = knn_search(x, 8, device="cuda", method=method, nlist=8, nprobe=8)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_allclose(got[1], ref[1], atol=1e-6)
 
 
 def test_exact_search_on_a_gpu_above_the_cpu_limit(faces, fake_faiss_gpu) -> None:
     x = preprocess(faces[0])
-    assert isinstance(knn_index(x, 5, device="cpu", flat_max=50), faiss.IndexIVFFlat)
-    assert isinstance(knn_index(x, 5, device="cuda:0", flat_max=50), faiss.IndexFlatIP)
-    assert isinstance(knn_index(x, 5, device="cuda:0", flat_max=50, gpu_flat_max=50), faiss.IndexIVFFlat)
+    assert knn_index(x, 5, device="cpu", flat_max=50).method == "ivfsq"
+    assert isinstance(knn_index(x, 5, device="cpu", flat_max=50).index, faiss.IndexIVFScalarQuantizer)
+    assert resolve_method(KnnConfig(flat_max=50, pq_min=100), 100, on_gpu=False) == "ivfpq"
+    assert knn_index(x, 5, device="cuda:0", flat_max=50).method == "flat"
+    assert knn_index(x, 5, device="cuda:0", flat_max=50, gpu_flat_max=50).method == "ivfsq"
+    assert knn_index(x, 5, device="cuda:0", method="hnsw").method == "ivf"  # no GPU HNSW in faiss
 
 
 # ------------------------------------------------------------------------------------------------ on a GPU

@@ -130,7 +130,7 @@ def test_flat_knn_equals_bruteforce() -> None:
     x = _unit(rng.standard_normal((120, 16)))
     k = 10
     nbrs, sims = knn_search(x, k, method="flat", device="cpu")
-    assert nbrs.shape == (120, k) and nbrs.dtype == np.int64
+    assert nbrs.shape == (120, k) and nbrs.dtype == np.int32  # ids as int32 below 2^31 faces
     assert sims.shape == (120, k) and sims.dtype == np.float32
     ref_n, ref_s = _brute_knn(x, k)
     np.testing.assert_array_equal(nbrs[:, 0], np.arange(120))  # self first
@@ -186,7 +186,7 @@ def test_knn_more_duplicates_than_k() -> None:
         np.testing.assert_allclose(sims[i], 1.0, atol=1e-5)
 
 
-@pytest.mark.parametrize("method", ["ivf", "hnsw"])
+@pytest.mark.parametrize("method", ["ivf", "ivfsq", "ivfpq", "hnsw"])
 def test_approximate_knn_recall(method: str) -> None:
     x, _ = _clustered(3000, 32, 60, 1.0, seed=9)
     k = 10
@@ -197,6 +197,8 @@ def test_approximate_knn_recall(method: str) -> None:
     hits = sum(len(set(a) & set(b)) for a, b in zip(nbrs[:, 1:].tolist(), ref[:, 1:].tolist()))
     recall = hits / (3000 * (k - 1))
     assert recall > 0.9, f"{method} recall {recall:.3f}"
+    if method in ("ivfsq", "ivfpq"):  # quantised codes: the similarities returned are the exact cosines
+        np.testing.assert_allclose(sims[:, 1:], np.einsum("nkd,nd->nk", x[nbrs[:, 1:]], x), atol=1e-5)
 
 
 def test_put_self_first_identity_when_already_first() -> None:

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from clustering.mapequation import infomap_cluster, knn_edges
+from clustering.mapequation import infomap_cluster, knn_edges, undirected_links
 from clustering.metrics import pairwise
 
 
@@ -47,7 +47,17 @@ def test_knn_edges_drops_self_and_weak() -> None:
     # self loops (0,0), (1,1) x2, (2,2) dropped; weights <= 0.2 dropped (0.2 itself too); 0.21 kept
     assert [g[:2] for g in got] == [(0, 1), (1, 0), (2, 1)]
     assert [g[2] for g in got] == pytest.approx([0.5, 0.5, 0.21])
-    assert rows.dtype == np.int64 and ww.dtype == np.float32
+    assert rows.dtype == np.int64 and ww.dtype == np.float32  # the ids' dtype (int32 ids: int32 edges)
+    assert knn_edges(nbrs.astype(np.int32), w, threshold=0.2)[0].dtype == np.int32
+
+
+def test_knn_edges_in_chunks_equal_one_pass() -> None:
+    rng = np.random.default_rng(1)
+    nbrs = np.concatenate([np.arange(50)[:, None], rng.integers(0, 50, (50, 7))], axis=1)
+    w = rng.uniform(-0.2, 1.0, (50, 8)).astype(np.float32)
+    whole, chunked = knn_edges(nbrs, w, 0.3), knn_edges(nbrs, w, 0.3, chunk=7)
+    for a, b in zip(whole, chunked):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_knn_edges_default_threshold_drops_zero_and_negative() -> None:
@@ -147,6 +157,23 @@ def test_links_in_either_direction_count() -> None:
     flip = np.random.default_rng(0).random(len(rows)) < 0.5
     mixed = infomap_cluster(8, np.where(flip, cols, rows), np.where(flip, rows, cols), w)
     assert _same_partition(mixed, np.array([0, 0, 0, 0, 1, 1, 1, 2]))
+
+
+def test_undirected_links_equal_the_sparse_matrix_construction() -> None:
+    """The link list handed to Infomap, built with one sort of (E,) keys, is the one scipy's ``triu(A + A.T)`` of
+    the COO matrix gives (the previous implementation): the same links, order and float64 sums, bit for bit."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(2)
+    n, K = 300, 12
+    nbrs = np.concatenate([np.arange(n)[:, None], np.argsort(rng.random((n, n)), axis=1)[:, : K - 1]], axis=1)
+    w = rng.uniform(-0.1, 1.0, (n, K)).astype(np.float32)
+    rows, cols, ww = knn_edges(nbrs, w, 0.05)
+    adj = sp.coo_matrix((ww.astype(np.float64), (rows, cols)), shape=(n, n)).tocsr()
+    adj = sp.triu(adj + adj.T, k=1).tocoo()
+    keep = adj.data > 0
+    ref = np.stack([adj.row[keep], adj.col[keep], adj.data[keep]], axis=1)
+    np.testing.assert_array_equal(undirected_links(n, rows, cols, ww), ref)
 
 
 def test_knn_graph_round_trip() -> None:

@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from baselines import hdbscan_cluster  # noqa: E402
 from common import largest_clusters  # noqa: E402
-from scale import k_error, main as scale_main, rung_config  # noqa: E402
+from scale import RESULT, k_error, main as scale_main, run_job, rung_config  # noqa: E402
 
 from clustering.graph_config import GraphConfig
 from clustering.knn import knn_search  # noqa: E402
@@ -75,7 +75,7 @@ def test_scale_ladder_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                               knn={"method": "flat"}, device="cpu")
     pipe.save("model.pt")
     scale_main(["--train-identities", "40", "--sizes", "1", "2", "--json", "out.json", "--model", "m=model.pt",
-                "--model", "m-nosdt=model.pt@combine=jaccard,threshold=0.0"])
+                "--model", "m-nosdt=model.pt@combine=jaccard,threshold=0.0", "--workdir", "rungs", "--no-isolate"])
     out = json.loads(Path("out.json").read_text())
     assert out["protocol"]["rungs"] == {"1x": {"n_identities": 40, "seed": 101}, "2x": {"n_identities": 80, "seed": 102}}
     rows = {(r["method"], r["split"]): r for r in out["records"]}
@@ -87,3 +87,26 @@ def test_scale_ladder_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     n_1x = len(make_synthetic(**rung_config(1, 40))[1])
     assert sum(band["faces"] for band in rows["m", "1x"]["k_error"]) == n_1x  # every face in one band of k*
     assert out["protocol"]["faces"]["1x"] == n_1x and out["protocol"]["faces"]["train"] == len(feats)
+    # seconds and peak memory per stage; the baselines read the model's graph and add its kNN seconds
+    m, base = rows["m", "2x"], rows["knn-infomap", "2x"]
+    assert {"load", "preprocess", "knn", "topk", "sdt", "jaccard", "infomap"} <= set(m["stages"]) == set(m["peak_mb"])
+    assert m["seconds"] == pytest.approx(sum(m["stages"].values()), abs=0.01) and m["knn"] == "flat"
+    assert 0 < m["peak_mb"]["knn"] <= m["peak_rss_mb"]
+    assert base["graph_seconds"] == pytest.approx(m["stages"]["preprocess"] + m["stages"]["knn"], abs=0.02)
+    assert base["seconds"] == pytest.approx(sum(base["stages"].values()) + base["graph_seconds"], abs=0.02)
+    assert sorted(Path("rungs").glob("*_k80_nbrs.npy"))  # the splits' graphs, kept for the next run
+
+
+def test_scale_jobs_in_their_own_process_and_the_time_limit(tmp_path: Path) -> None:
+    """A job in a fresh process gives what it gives in this one (with its own peak memory); one that runs past
+    its time limit is stopped and reported as such (None)."""
+    x, y = make_synthetic(n_identities=30, seed=4)
+    nbrs, sims = knn_search(preprocess(x, fit_mean(x)), 80, method="flat")
+    for name, a in (("x_nbrs", nbrs), ("x_sims", sims), ("y", y)):
+        np.save(tmp_path / f"{name}.npy", a)
+    job = {"kind": "baseline", "split": "t", "method": "knn-infomap", "graph": str(tmp_path / "x"),
+           "labels": str(tmp_path / "y.npy"), "config": GraphConfig(k=80, jaccard="none", transform="cosine",
+                                                                     threshold=0.4).to_dict()}
+    here, there = run_job(job, isolate=False), run_job(job, isolate=True)
+    assert here["metrics"] == there["metrics"] and there["peak_rss_mb"] > 0 and RESULT.strip()
+    assert run_job(job, isolate=True, timeout=0.2) is None

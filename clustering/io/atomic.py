@@ -177,19 +177,36 @@ def _fsync_folders(paths: list[str]) -> None:
 
 @contextmanager
 def _signals_held() -> Iterator[Callable[[], bool]]:
-    """SIGINT and SIGTERM held (blocked) during the block, delivered (their handlers run) on leaving it; yields
-    ``pending()``: whether one of them arrived meanwhile (and is not ignored). Nothing is held outside the main
-    thread (Python runs handlers there only) or where the platform has no ``pthread_sigmask``."""
+    """SIGINT and SIGTERM held during the block, delivered (their handlers run) on leaving it; yields ``pending()``:
+    whether one of them arrived meanwhile (and is not ignored). Nothing is held outside the main thread (Python
+    runs handlers there only) or where the platform has no ``pthread_sigmask``.
+
+    Two holds, because blocking covers only the main thread: a signal sent to the process goes to any thread that
+    does not block it (torch, OpenMP and gloo start threads), whose C handler then has the main thread run the
+    Python handler at its next instruction. So the signals are blocked in this thread *and* their Python handlers
+    are replaced by one that records them; on leaving, the handlers are put back, the mask restored (a blocked
+    signal is then delivered) and a recorded one raised again (``signal.raise_signal``)."""
     if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
         yield lambda: False
         return
     held = {signal.SIGINT, signal.SIGTERM}
+    caught: list[int] = []
 
     def pending() -> bool:
-        return any(signal.getsignal(s) is not signal.SIG_IGN for s in signal.sigpending() & held)
+        return bool(caught) or any(signal.getsignal(s) is not signal.SIG_IGN for s in signal.sigpending() & held)
 
     old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    handlers = {}
     try:
+        for s in held:
+            handler = signal.getsignal(s)
+            if handler not in (signal.SIG_IGN, None):  # None: a handler not set from Python, left alone
+                handlers[s] = handler
+                signal.signal(s, lambda signum, frame: caught.append(signum))
         yield pending
     finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for s in dict.fromkeys(caught):
+            signal.raise_signal(s)
