@@ -14,7 +14,8 @@ they have one draw per file; a model has one per (file, training seed).
 Steps, each skipped when its output exists (so an interrupted run resumes and a finished one only re-aggregates):
 ``DIR/f{S}/train_{features,labels}.npy`` (:mod:`scale` ``--write-train``); ``DIR/f{S}/model_s{T}.pt``
 (``scripts/make_model.py``, ``--jobs`` at a time, each on one thread); ``DIR/f{S}/scale.json`` (:mod:`scale`
-with every model of the file and ``--variant`` ablations). ``--make-model-args`` go to every ``make_model.py``.
+with every model of the file and ``--variant`` ablations; its rungs and their graphs in ``DIR/f{S}/rungs``, so
+that two files' ladders may run at once). ``--make-model-args`` go to every ``make_model.py``.
 """
 from __future__ import annotations
 
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         if not result.exists():
             cmd = [py, "benchmarks/scale.py", "--train-seed", str(seed), "--train-identities", str(ids),
                    "--rung-identities", str(args.rung_identities), "--sizes", *map(str, args.sizes),
-                   "--json", str(result), "--methods", *args.methods]
+                   "--json", str(result), "--methods", *args.methods, "--workdir", str(folder / "rungs")]
             for t in args.train_seeds:
                 path = folder / f"model_s{t}.pt"
                 cmd += ["--model", f"{METHOD}:s{t}={path}"]
