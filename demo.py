@@ -27,7 +27,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 def row(name: str, labels, pred, cluster_s: float, tune_s: float | None = None, params: dict | None = None) -> dict:
     """One line of the table: the metrics of ``pred`` against ``labels`` and the seconds spent."""
-    from clustering.metrics import evaluate
+    from facecluster.clustering.metrics import evaluate
 
     m = evaluate(labels, pred)
     return {"method": name, "pairwise_f": m["pairwise_f"], "bcubed_f": m["bcubed_f"], "nmi": m["nmi"],
@@ -46,12 +46,12 @@ def main() -> int:
     import numpy as np
 
     from baselines import CW_THRESHOLD, chinese_whispers_cluster, hdbscan_cluster, tune_chinese_whispers
-    from clustering.knn import knn_search
-    from clustering.pipeline import ClusteringPipeline
-    from clustering.preprocess import fit_mean, preprocess
-    from clustering.pretrained import default_model, lfw_dlib_dir, load_lfw_dlib, repo_relative
-    from clustering.refine import refine_and_cluster
-    from clustering.timer import Timer
+    from facecluster.clustering.knn import knn_search
+    from facecluster.clustering.pipeline import ClusteringPipeline
+    from facecluster.clustering.preprocess import fit_mean, preprocess
+    from facecluster.clustering.pretrained import default_model, lfw_dlib_dir, load_lfw_dlib, repo_relative
+    from facecluster.clustering.refine import refine_and_cluster
+    from facecluster.clustering.timer import Timer
     from quality import K, tune_baseline, tune_hdbscan
 
     folder = lfw_dlib_dir()

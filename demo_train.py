@@ -28,7 +28,7 @@ def main() -> int:
     import numpy as np
 
     sys.path.insert(0, str(ROOT))
-    from clustering.synthetic import make_synthetic
+    from facecluster.clustering.synthetic import make_synthetic
 
     OUT.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
@@ -52,12 +52,12 @@ def main() -> int:
     run([py, "cluster.py", "--model", model, "--features", OUT / "test_features.npy", "--labels",
          OUT / "test_labels.npy", "--out", OUT / "clusters.txt", "--metrics-json", OUT / "metrics.json"], env)
 
-    from clustering.graph_config import GraphConfig
-    from clustering.knn import knn_search
-    from clustering.metrics import evaluate
-    from clustering.pipeline import ClusteringPipeline
-    from clustering.preprocess import preprocess
-    from clustering.refine import refine_and_cluster
+    from facecluster.clustering.graph_config import GraphConfig
+    from facecluster.clustering.knn import knn_search
+    from facecluster.clustering.metrics import evaluate
+    from facecluster.clustering.pipeline import ClusteringPipeline
+    from facecluster.clustering.preprocess import preprocess
+    from facecluster.clustering.refine import refine_and_cluster
 
     pipe = ClusteringPipeline.load(str(model), device="cpu")
     x = preprocess(feats, pipe.mean)

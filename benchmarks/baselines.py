@@ -20,7 +20,7 @@ from typing import Callable, Sequence, TypeVar
 import numpy as np
 import scipy.sparse as sp
 
-from clustering.metrics import evaluate, selection_score
+from facecluster.clustering.metrics import evaluate, selection_score
 
 __all__ = ["best_on", "hdbscan_cluster", "HDBSCAN_GRID", "chinese_whispers_cluster", "close_pairs",
            "chinese_whispers_pairs", "tune_chinese_whispers", "CW_THRESHOLD", "CW_GRID"]

@@ -11,8 +11,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from clustering.pretrained import data_roots, lfw_dlib_dir, load_lfw_dlib  # noqa: E402
-from clustering.synthetic import make_synthetic  # noqa: E402
+from facecluster.clustering.pretrained import data_roots, lfw_dlib_dir, load_lfw_dlib  # noqa: E402
+from facecluster.clustering.synthetic import make_synthetic  # noqa: E402
 
 # Synthetic benchmark sets: "train" and "test" use different seeds (new identities, same generator).
 SYNTHETIC_SPLITS = {"train": dict(n_identities=1500, seed=1), "test": dict(n_identities=1500, seed=2)}

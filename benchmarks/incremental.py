@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from common import ROOT  # noqa: I001
-from clustering.pretrained import load_lfw_dlib
+from facecluster.clustering.pretrained import load_lfw_dlib
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,13 +33,13 @@ import numpy as np
 from common import ROOT  # noqa: I001  (benchmarks/ is the script folder)
 from quality import baseline_k, tune_baseline
 from scale import K, TRAIN, ensure_split, job_main, rung_config, run_job
-from clustering.graph_config import GraphConfig
-from clustering.knn import knn_index, knn_query, knn_search
-from clustering.knn_config import KNN_METHODS, KnnConfig
-from clustering.metrics import evaluate
-from clustering.preprocess import fit_mean, preprocess
-from clustering.refine import refine_and_cluster
-from clustering.timer import Timer
+from facecluster.clustering.graph_config import GraphConfig
+from facecluster.clustering.knn import knn_index, knn_query, knn_search
+from facecluster.clustering.knn_config import KNN_METHODS, KnnConfig
+from facecluster.clustering.metrics import evaluate
+from facecluster.clustering.preprocess import fit_mean, preprocess
+from facecluster.clustering.refine import refine_and_cluster
+from facecluster.clustering.timer import Timer
 
 BASELINES = ("knn-infomap", "topk-jaccard-oracle")
 
@@ -81,7 +81,7 @@ def job_method(job: dict) -> dict:
         m = evaluate(labels, pred)
         scores[name] = {"pairwise_f": round(m["pairwise_f"], 4), "bcubed_f": round(m["bcubed_f"], 4)}
     if job.get("model"):
-        from clustering.pipeline import ClusteringPipeline
+        from facecluster.clustering.pipeline import ClusteringPipeline
 
         pipe = ClusteringPipeline.load(job["model"], device="cpu")
         t = Timer()
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     nbrs, sims = knn_search(preprocess(train_feats, mean), K, method="flat", device="cpu")
     tuned = {m: tune_baseline(m, {"nbrs": nbrs, "sims": sims, "labels": train_labels})[0].to_dict() for m in BASELINES}
     if args.model and args.mean == "model":  # the rungs preprocessed as the model's own pipeline does
-        from clustering.pipeline import ClusteringPipeline
+        from facecluster.clustering.pipeline import ClusteringPipeline
 
         mean = ClusteringPipeline.load(args.model, device="cpu").mean
     results = []

@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         out = {"protocol": {"files": args.files, "train_seeds": args.train_seeds, "rung_identities":
                             args.rung_identities, "sizes": args.sizes, "make_model_args": args.make_model_args,
-                            "variants": args.variant, "generator": "clustering/synthetic.py defaults", "k": 80},
+                            "variants": args.variant, "generator": "facecluster/clustering/synthetic.py defaults", "k": 80},
                "seconds": round(time.perf_counter() - t0, 1), "summary": summary, "records": records}
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0

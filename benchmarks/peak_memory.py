@@ -21,9 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from clustering.metrics import evaluate  # noqa: E402
-from clustering.pipeline import ClusteringPipeline  # noqa: E402
-from clustering.timer import Timer  # noqa: E402
+from facecluster.clustering.metrics import evaluate  # noqa: E402
+from facecluster.clustering.pipeline import ClusteringPipeline  # noqa: E402
+from facecluster.clustering.timer import Timer  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -86,7 +86,7 @@ class Clock:
 
 def stage_times(paths: list[Path], encoder, settings) -> dict:
     """Per-stage seconds over a group of images (see the module docstring)."""
-    from clustering.photos import Skipped, decode_image
+    from facecluster.clustering.photos import Skipped, decode_image
 
     clock = Clock()
     n_faces, chips = 0, []
@@ -117,7 +117,7 @@ def cnn_times() -> dict:
     """``--detector cnn`` (dlib's MMOD CNN) on the astronaut (512 x 512) at upsample 0 and 1: wall and CPU s."""
     import skimage.data as skdata
 
-    from clustering.photos import FaceEncoder
+    from facecluster.clustering.photos import FaceEncoder
 
     enc = FaceEncoder("cnn")
     pixels = np.ascontiguousarray(skdata.astronaut())
@@ -142,7 +142,7 @@ def detector_checks(encoder) -> dict:
     import skimage.data as skdata
     from PIL import Image
 
-    from clustering.photos import FaceSettings, embed_images
+    from facecluster.clustering.photos import FaceSettings, embed_images
 
     a = Image.fromarray(skdata.astronaut())
     saves = {"png": ("PNG", a, {}), "jpeg": ("JPEG", a, {"quality": 92}), "webp": ("WEBP", a, {"quality": 90}),
@@ -206,9 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
 
-    from clustering.graph_config import GraphConfig
-    from clustering.photos import FaceEncoder, FaceSettings, encoder_versions
-    from clustering.pipeline import ClusteringPipeline
+    from facecluster.clustering.graph_config import GraphConfig
+    from facecluster.clustering.photos import FaceEncoder, FaceSettings, encoder_versions
+    from facecluster.clustering.pipeline import ClusteringPipeline
 
     load = [round(v, 2) for v in os.getloadavg()]
     settings = FaceSettings()

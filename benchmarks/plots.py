@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from clustering.pretrained import default_model_path, lfw_dlib_dir, load_lfw_dlib, repo_relative  # noqa: E402
+from facecluster.clustering.pretrained import default_model_path, lfw_dlib_dir, load_lfw_dlib, repo_relative  # noqa: E402
 
 METRICS = (("pairwise_f", "pairwise F (F_P)"), ("bcubed_f", "BCubed F (F_B)"))
 # legend names of the benchmarks' method keys (other names are shown as the files write them)
@@ -101,7 +101,7 @@ def plot_scale_ladder(paths: list[Path], out: Path) -> Path:
 def plot_f_vs_threshold(model: Path, out: Path) -> Path:
     """``f_vs_threshold.png``: the ``export.py --tune`` grid of ``model`` (its meta), F against the threshold for
     each (Jaccard variant, combine rule), the chosen point marked."""
-    from clustering.pipeline import ClusteringPipeline
+    from facecluster.clustering.pipeline import ClusteringPipeline
 
     tuning = ClusteringPipeline.load(str(model), device="cpu").meta.get("tuning")
     if not tuning:
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     if folder is None:
         print("[skip] cluster_sizes.png: lfw-dlib not found", file=sys.stderr)
     else:
-        from clustering.pipeline import ClusteringPipeline
+        from facecluster.clustering.pipeline import ClusteringPipeline
 
         feats, labels = load_lfw_dlib("test", folder)
         pred = ClusteringPipeline.load(str(model), device="cpu")(feats)

@@ -17,16 +17,16 @@ from dataclasses import replace
 
 import numpy as np
 
-from baselines import HDBSCAN_GRID, best_on, hdbscan_cluster  # noqa: I001  (benchmarks/ is the script folder)
-from common import largest_clusters, load_dataset
-from clustering.edges import oracle_k
-from clustering.graph_config import GraphConfig, parse_graph_value
-from clustering.knn import knn_search
-from clustering.metrics import evaluate
-from clustering.pipeline import ClusteringPipeline
-from clustering.preprocess import fit_mean, preprocess
-from clustering.refine import refine_and_cluster
-from clustering.timer import Timer
+from common import largest_clusters, load_dataset  # noqa: I001  (first: it puts the checkout on sys.path)
+from baselines import HDBSCAN_GRID, best_on, hdbscan_cluster  # (benchmarks/ is the script folder)
+from facecluster.clustering.edges import oracle_k
+from facecluster.clustering.graph_config import GraphConfig, parse_graph_value
+from facecluster.clustering.knn import knn_search
+from facecluster.clustering.metrics import evaluate
+from facecluster.clustering.pipeline import ClusteringPipeline
+from facecluster.clustering.preprocess import fit_mean, preprocess
+from facecluster.clustering.refine import refine_and_cluster
+from facecluster.clustering.timer import Timer
 
 K = 80
 GRID = {
@@ -133,7 +133,7 @@ def retune_threshold(pipe: ClusteringPipeline) -> tuple[float, float]:
     """Best threshold for ``pipe.graph`` (its Jaccard and combine rule kept) on the validation identities of the
     checkpoint the model was exported from (held out from training), by ``export.py``'s own grid search and
     choice (alone and among the training faces)."""
-    from export import load_module, tune, tune_sets, val_split  # Lightning: only for this re-tuning
+    from facecluster.commands.export import load_module, tune, tune_sets, val_split  # Lightning: only for this re-tuning
 
     _, ckpt = load_module(pipe.meta["checkpoint"])
     cfg, table, _ = tune(pipe, tune_sets(val_split(ckpt)), pipe.graph, jaccards=(pipe.graph.jaccard,),

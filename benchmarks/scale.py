@@ -9,7 +9,7 @@
         --json benchmarks/results/scale_120x.json                     # the 120x rung (~976K faces)
 
 Protocol. The train file is generator seed 11 with 1,100 identities (7,986 faces). Rung ``m`` is a new collection
-drawn by the same generator law (``clustering/synthetic.py``, defaults unchanged) with ``1100 m`` identities and
+drawn by the same generator law (``facecluster/clustering/synthetic.py``, defaults unchanged) with ``1100 m`` identities and
 seed ``100 + m``: new people, same embedding space, ``m`` times the training size. Every split is preprocessed with
 the first model's mean (the mean of its training identities, which its file holds; without a model, the train
 file's mean) and searched with K = 80 and the model's kNN settings (:class:`~clustering.knn_config.KnnConfig`, ``"auto"``: exact flat search up to 300K faces,
@@ -51,15 +51,15 @@ from common import ROOT, largest_clusters  # noqa: I001  (benchmarks/ is the scr
 from quality import (GRID, HDBSCAN_DESCRIPTION, baseline_k, baseline_params, parse_overrides, record,
                      tune_baseline, tune_hdbscan)
 from baselines import HDBSCAN_GRID, hdbscan_cluster
-from clustering.edges import oracle_k
-from clustering.graph_config import GraphConfig
-from clustering.knn import knn_search
-from clustering.knn_config import KNN_METHODS, KnnConfig
-from clustering.metrics import evaluate
-from clustering.preprocess import fit_mean, preprocess
-from clustering.refine import refine_and_cluster
-from clustering.synthetic import make_synthetic
-from clustering.timer import Timer
+from facecluster.clustering.edges import oracle_k
+from facecluster.clustering.graph_config import GraphConfig
+from facecluster.clustering.knn import knn_search
+from facecluster.clustering.knn_config import KNN_METHODS, KnnConfig
+from facecluster.clustering.metrics import evaluate
+from facecluster.clustering.preprocess import fit_mean, preprocess
+from facecluster.clustering.refine import refine_and_cluster
+from facecluster.clustering.synthetic import make_synthetic
+from facecluster.clustering.timer import Timer
 
 K = 80
 TRAIN = dict(n_identities=1100, seed=11)
@@ -108,7 +108,7 @@ def job_generate(job: dict) -> dict:
 def job_model(job: dict) -> dict:
     """A model file's whole pipeline on one split (:meth:`ClusteringPipeline.cluster`), then the metrics, the
     largest clusters and the k error; with ``graph_out``, the kNN graph is written there for the baselines."""
-    from clustering.pipeline import ClusteringPipeline
+    from facecluster.clustering.pipeline import ClusteringPipeline
 
     timer = Timer(memory=True)
     with timer("load"):
@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
     train_feats, train_labels = np.load(files["train"][0]), np.load(files["train"][1])
     mean = fit_mean(train_feats)
     if args.model:  # the first model's own mean: every method on the graph its pipeline builds
-        from clustering.pipeline import ClusteringPipeline
+        from facecluster.clustering.pipeline import ClusteringPipeline
 
         model_mean = ClusteringPipeline.load(_model_spec(args.model[0])[1], device="cpu").mean
         mean = mean if model_mean is None else model_mean
@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> None:
                             "mean": "the first model's" if args.model else "the train file's",
                             "knn": (f"{args.knn_method} for every split" if args.knn_method else
                                     "the model's KnnConfig (auto: exact flat up to 300K faces, IVF above)"),
-                            "generator": "clustering/synthetic.py defaults", "isolated": args.isolate,
+                            "generator": "facecluster/clustering/synthetic.py defaults", "isolated": args.isolate,
                             "device": args.device,
                             "hdbscan_limit": f"{args.hdbscan_factor:g}x the first model's seconds"},
                "command": "python benchmarks/scale.py " + " ".join(argv if argv is not None else sys.argv[1:]),

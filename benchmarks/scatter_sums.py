@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-import clustering.edges as E  # noqa: E402
+import facecluster.clustering.edges as E  # noqa: E402
 
 
 def _ragged_sums_with(reduce: str):
@@ -56,9 +56,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--reps", type=int, default=2)
     args = ap.parse_args()
-    from clustering.knn import knn_search
-    from clustering.preprocess import fit_mean, preprocess
-    from clustering.synthetic import make_synthetic
+    from facecluster.clustering.knn import knn_search
+    from facecluster.clustering.preprocess import fit_mean, preprocess
+    from facecluster.clustering.synthetic import make_synthetic
 
     feats, labels = make_synthetic(n_identities=max(10, round(args.n / 7.4)), seed=0, dim=256)
     feats, labels = feats[:args.n], labels[:args.n]

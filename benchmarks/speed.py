@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from clustering.knn_config import KNN_METHODS  # noqa: E402  (dataclasses only)
+from facecluster.clustering.knn_config import KNN_METHODS  # noqa: E402  (dataclasses only)
 
 
 def rss_mb() -> float:
@@ -76,16 +76,16 @@ def run_one(n: int, knn_method: str, model: str | None, k: int, seed: int, all_c
     import numpy as np
     import torch
 
-    from clustering.edges import edge_prob, oracle_k, row_normalise, topk_jaccard
-    from clustering.knn import knn_search
-    from clustering.mapequation import infomap_cluster, knn_edges
-    from clustering.metrics import evaluate
-    from clustering.preprocess import fit_mean, preprocess
-    from clustering.synthetic import make_synthetic
+    from facecluster.clustering.edges import edge_prob, oracle_k, row_normalise, topk_jaccard
+    from facecluster.clustering.knn import knn_search
+    from facecluster.clustering.mapequation import infomap_cluster, knn_edges
+    from facecluster.clustering.metrics import evaluate
+    from facecluster.clustering.preprocess import fit_mean, preprocess
+    from facecluster.clustering.synthetic import make_synthetic
 
     pipe = None
     if model:
-        from clustering.pipeline import ClusteringPipeline
+        from facecluster.clustering.pipeline import ClusteringPipeline
 
         pipe = ClusteringPipeline.load(model, device="cpu")
     dim = (pipe.feat_dim if pipe else None) or 256  # faces of the model's width (lfw-dlib models: 128)
@@ -100,7 +100,7 @@ def run_one(n: int, knn_method: str, model: str | None, k: int, seed: int, all_c
         nbrs, sims = knn_search(x, k, method=knn_method, progress=n > 200_000)
     extra = {}
     if pipe is not None:  # what ClusteringPipeline.run_graph does, stage by stage
-        from clustering.refine import pairs_to_score, refine_and_cluster
+        from facecluster.clustering.refine import pairs_to_score, refine_and_cluster
 
         rule = None if all_centres else pipe.graph
         kv, q, p = pipe.scores(x, nbrs, sims, meter, progress=n > 200_000, rule=rule)

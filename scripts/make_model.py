@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from clustering.pretrained import repo_relative  # noqa: E402  (data paths as the stages, run from ROOT, read them)
+from facecluster.clustering.pretrained import repo_relative  # noqa: E402  (data paths as the stages, run from ROOT, read them)
 
 
 def run(cmd: list[str], env: dict) -> None:

@@ -33,8 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from clustering.io import atomic_write, file_sha256  # noqa: E402
-from clustering.pretrained import default_model_path, lfw_dlib_dir, load_lfw_dlib, repo_relative  # noqa: E402
+from facecluster.clustering.io import atomic_write, file_sha256  # noqa: E402
+from facecluster.clustering.pretrained import default_model_path, lfw_dlib_dir, load_lfw_dlib, repo_relative  # noqa: E402
 
 
 def train_seed(seed: int, folder: Path, out: Path) -> float:
@@ -50,7 +50,7 @@ def train_seed(seed: int, folder: Path, out: Path) -> float:
 
 def validation(path: Path) -> dict:
     """What ``export.py --tune`` recorded in the model file: the best grid point on the validation identities."""
-    from clustering.pipeline import ClusteringPipeline
+    from facecluster.clustering.pipeline import ClusteringPipeline
 
     tuning = ClusteringPipeline.load(str(path), device="cpu").meta.get("tuning")
     if not tuning:
@@ -68,9 +68,9 @@ def choose(val: dict[int, dict]) -> int:
 
 def test_scores(path: Path, feats: np.ndarray, labels: np.ndarray) -> dict:
     """Pairwise / BCubed F, clusters and seconds per stage of one model file on lfw-dlib test."""
-    from clustering.metrics import evaluate
-    from clustering.pipeline import ClusteringPipeline
-    from clustering.timer import Timer
+    from facecluster.clustering.metrics import evaluate
+    from facecluster.clustering.pipeline import ClusteringPipeline
+    from facecluster.clustering.timer import Timer
 
     pipe = ClusteringPipeline.load(str(path), device="cpu")
     timer = Timer()

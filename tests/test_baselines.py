@@ -13,8 +13,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from baselines import (best_on, chinese_whispers_cluster, chinese_whispers_pairs, close_pairs,  # noqa: E402
                        tune_chinese_whispers)
 
-from clustering.preprocess import fit_mean, preprocess  # noqa: E402
-from clustering.synthetic import make_synthetic  # noqa: E402
+from facecluster.clustering.preprocess import fit_mean, preprocess  # noqa: E402
+from facecluster.clustering.synthetic import make_synthetic  # noqa: E402
 
 pytest.importorskip("dlib")
 
@@ -49,7 +49,7 @@ def test_chinese_whispers_on_close_pairs_is_dlib_chinese_whispers_clustering(fac
 
 
 def test_tune_chinese_whispers_takes_the_best_grid_threshold(faces) -> None:
-    from clustering.metrics import evaluate, selection_score
+    from facecluster.clustering.metrics import evaluate, selection_score
 
     x, y = faces
     grid = (0.2, 0.4, 0.45, 0.5, 0.7)

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from conftest import ROOT, TINY_DATA, subprocess_env, topk_args
 
-import models
-from train import cli_main
+from facecluster import models
+from facecluster.commands.train import cli_main
 
 pytestmark = pytest.mark.usefixtures("cli_env")
 
@@ -44,7 +44,7 @@ def test_shipped_configs_parse(experiment: Path, trainer: tuple[str, ...], capsy
     elif module == "SDTModule":  # a GNN baseline: the pair stage alone, its pivot subgraphs for the data
         args = config["model"]["init_args"]
         assert args["topk_ckpt"] is None and args["schedule"] == "oracle"
-        assert args["model"]["class_path"] in ("models.LGCN", "models.PivotGAT")
+        assert args["model"]["class_path"] in ("facecluster.models.LGCN", "facecluster.models.PivotGAT")
 
 
 @pytest.fixture(scope="module")

@@ -24,14 +24,14 @@ import numpy as np
 import pytest
 import torch
 
-from clustering.graph_config import GraphConfig
-from clustering.io import InputError
-from clustering.model_file import MODEL_FORMAT
-from clustering.pipeline import ClusteringPipeline
-from clustering.preprocess import fit_mean
-from clustering.pretrained import default_model_path
-from clustering.synthetic import make_synthetic
-from models import SDT, SDTConfig, TopKConfig, TopKPredictor
+from facecluster.clustering.graph_config import GraphConfig
+from facecluster.clustering.io import InputError
+from facecluster.clustering.model_file import MODEL_FORMAT
+from facecluster.clustering.pipeline import ClusteringPipeline
+from facecluster.clustering.preprocess import fit_mean
+from facecluster.clustering.pretrained import default_model_path
+from facecluster.clustering.synthetic import make_synthetic
+from facecluster.models import SDT, SDTConfig, TopKConfig, TopKPredictor
 
 ROOT = Path(__file__).resolve().parents[1]
 K, D = 10, 32

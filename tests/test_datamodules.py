@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-import datamodules.face_graph as fg
-from clustering.edges import oracle_k
-from clustering.io import InputError
-from clustering.knn import knn_search
-from clustering.preprocess import fit_mean, preprocess
-from clustering.synthetic import SyntheticConfig, make_synthetic
-from datamodules import FaceGraphDataModule
+import facecluster.datamodules.face_graph as fg
+from facecluster.clustering.edges import oracle_k
+from facecluster.clustering.io import InputError
+from facecluster.clustering.knn import knn_search
+from facecluster.clustering.preprocess import fit_mean, preprocess
+from facecluster.clustering.synthetic import SyntheticConfig, make_synthetic
+from facecluster.datamodules import FaceGraphDataModule
 
 SYN = SyntheticConfig(n_identities=60, max_size=30, dim=16)
 

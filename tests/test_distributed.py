@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clustering.distributed import Ranks
-from clustering.graph_config import GraphConfig
-from clustering.synthetic import make_synthetic
+from facecluster.clustering.distributed import Ranks
+from facecluster.clustering.graph_config import GraphConfig
+from facecluster.clustering.synthetic import make_synthetic
 from test_cluster_cli import make_model, run_cli
 
 

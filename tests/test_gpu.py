@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from clustering.graph_config import GraphConfig
-from clustering.knn import knn_index, knn_search, resolve_method
-from clustering.knn_config import KnnConfig
-from clustering.metrics import evaluate
-from clustering.pipeline import ClusteringPipeline
-from clustering.preprocess import fit_mean, preprocess
-from clustering.synthetic import make_synthetic
+from facecluster.clustering.graph_config import GraphConfig
+from facecluster.clustering.knn import knn_index, knn_search, resolve_method
+from facecluster.clustering.knn_config import KnnConfig
+from facecluster.clustering.metrics import evaluate
+from facecluster.clustering.pipeline import ClusteringPipeline
+from facecluster.clustering.preprocess import fit_mean, preprocess
+from facecluster.clustering.synthetic import make_synthetic
 from test_cluster_cli import D, ENV, make_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +88,7 @@ def test_cuda_torch_with_faiss_cpu_falls_back_to_the_cpu(faces, fake_cuda, caplo
     x, _ = faces
     pipe = _plain(x, "auto")
     assert pipe.device == "cuda"
-    with caplog.at_level(logging.WARNING, logger="clustering.knn"):
+    with caplog.at_level(logging.WARNING, logger="facecluster.clustering.knn"):
         labels = pipe(x)
     assert "kNN runs on the CPU" in caplog.text and "faiss-cpu" in caplog.text
     np.testing.assert_array_equal(labels, _plain(x, "cpu")(x))
@@ -168,7 +168,7 @@ def test_gpu_knn_matches_cpu() -> None:
 
 @pytest.mark.gpu
 def test_gpu_pipeline_matches_cpu(faces) -> None:
-    from models import SDT, SDTConfig, TopKConfig, TopKPredictor
+    from facecluster.models import SDT, SDTConfig, TopKConfig, TopKPredictor
 
     x, _ = faces
     torch.manual_seed(0)

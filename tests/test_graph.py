@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from clustering.edges import (
+from facecluster.clustering.edges import (
     early_stop_mask,
     edge_prob,
     exp_prob,
@@ -23,8 +23,8 @@ from clustering.edges import (
     topk_jaccard,
     weighted_jaccard,
 )
-from clustering.knn import knn_search, put_self_first
-from clustering.preprocess import fit_mean, preprocess
+from facecluster.clustering.knn import knn_search, put_self_first
+from facecluster.clustering.preprocess import fit_mean, preprocess
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

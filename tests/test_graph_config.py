@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clustering.graph_config import COMBINES, JACCARDS, TRANSFORM_NAMES, GraphConfig, graph_fields, parse_graph_value
-from clustering.refine import combine_edges, jaccard_weights
+from facecluster.clustering.graph_config import COMBINES, JACCARDS, TRANSFORM_NAMES, GraphConfig, graph_fields, parse_graph_value
+from facecluster.clustering.refine import combine_edges, jaccard_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,7 +86,7 @@ def test_quality_overrides_are_checked() -> None:
 
 
 def test_export_parser_exposes_every_graph_field() -> None:
-    from export import parse_args
+    from facecluster.commands.export import parse_args
 
     args = parse_args(["--ckpt", "c.ckpt", "--out", "m.pt", "--transform", "cosine", "--jaccard", "plain",
                        "--combine", "mean", "--threshold", "0.3", "--early-stop", "--edge-recall", "0.9",
@@ -104,7 +104,7 @@ def test_export_parser_exposes_every_graph_field() -> None:
 
 
 def test_export_refuses_a_bad_value_before_reading_the_checkpoint(tmp_path: Path) -> None:
-    from export import main
+    from facecluster.commands.export import main
 
     with pytest.raises(SystemExit, match="graph num_trials"):
         main(["--ckpt", str(tmp_path / "absent.ckpt"), "--out", str(tmp_path / "m.pt"), "--num-trials", "0"])
@@ -115,8 +115,8 @@ def test_callback_takes_a_graph_block(tmp_path: Path, monkeypatch: pytest.Monkey
     ``data.k``; a value outside the Literal is refused at parse time."""
     from conftest import TINY_DATA, topk_args
 
-    from callbacks import ClusteringEvaluation
-    from train import cli_main
+    from facecluster.callbacks import ClusteringEvaluation
+    from facecluster.commands.train import cli_main
 
     monkeypatch.setattr(sys, "argv", ["train.py"])
     config = tmp_path / "evaluation.yaml"

@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 import torch
 
-from clustering.graph_config import GraphConfig
-from clustering.io import InputError, load_features, load_labels
-from clustering.pipeline import ClusteringPipeline
-from clustering.preprocess import fit_mean
-from clustering.synthetic import make_synthetic
+from facecluster.clustering.graph_config import GraphConfig
+from facecluster.clustering.io import InputError, load_features, load_labels
+from facecluster.clustering.pipeline import ClusteringPipeline
+from facecluster.clustering.preprocess import fit_mean
+from facecluster.clustering.synthetic import make_synthetic
 from test_cluster_cli import D, ENV, K, Run, make_model, run_all, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -302,8 +302,8 @@ def test_bin_truncated_while_read_is_an_error_not_sigbus(tmp_path: Path) -> None
     x.tofile(p)
     r = _subprocess(f"""
         import os
-        from clustering.io import InputError, load_features
-        from clustering.preprocess import preprocess
+        from facecluster.clustering.io import InputError, load_features
+        from facecluster.clustering.preprocess import preprocess
         feats = load_features({str(p)!r}, dim=64)
         os.truncate({str(p)!r}, 4096)             # another process rewrites the file meanwhile
         try:
@@ -333,7 +333,7 @@ def test_npz_bomb_is_not_inflated_before_the_checks(tmp_path: Path) -> None:
     _zip_bomb(p, 4 << 20, 32)
     assert p.stat().st_size < 4 << 20
     r = _subprocess(f"""
-        from clustering.io import InputError, load_features
+        from facecluster.clustering.io import InputError, load_features
         try:
             load_features({str(p)!r})
         except InputError as err:
@@ -363,8 +363,8 @@ def test_npz_header_checked_against_memory(tmp_path: Path) -> None:
 def test_exact_duplicates_share_a_cluster_with_the_real_networks() -> None:
     """Identical faces always share a cluster, even when the Top-K predictor says k_i = 1 (which cuts the edge
     between two identical faces kept as separate nodes); also when they are added with --assign-to."""
-    from clustering.incremental import assign_new_faces
-    from models import SDT, SDTConfig, TopKConfig, TopKPredictor
+    from facecluster.clustering.incremental import assign_new_faces
+    from facecluster.models import SDT, SDTConfig, TopKConfig, TopKPredictor
 
     x, _ = make_synthetic(n_identities=40, dim=D, seed=3, max_size=30)
     rng = np.random.default_rng(0)

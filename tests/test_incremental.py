@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clustering.graph_config import GraphConfig
-from clustering.incremental import assign_new_faces, map_modules, subgraph_weights
-from clustering.metrics import evaluate
-from clustering.pipeline import ClusteringPipeline
-from clustering.preprocess import fit_mean
-from clustering.synthetic import make_synthetic
+from facecluster.clustering.graph_config import GraphConfig
+from facecluster.clustering.incremental import assign_new_faces, map_modules, subgraph_weights
+from facecluster.clustering.metrics import evaluate
+from facecluster.clustering.pipeline import ClusteringPipeline
+from facecluster.clustering.preprocess import fit_mean
+from facecluster.clustering.synthetic import make_synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 10
@@ -103,7 +103,7 @@ def test_with_networks_old_ids_never_change(split, prev_links: str) -> None:
     """With (untrained) Top-K and SDT networks and every old-link variant the contract holds."""
     import torch
 
-    from models import SDT, SDTConfig, TopKConfig, TopKPredictor
+    from facecluster.models import SDT, SDTConfig, TopKConfig, TopKPredictor
 
     x, _, old, new, _ = split
     torch.manual_seed(0)
@@ -124,10 +124,10 @@ def test_subgraph_weights_equal_a_full_run(split, graph: GraphConfig) -> None:
     once; the old faces they reach have their full-run lists, and their weights to faces in the subgraph agree."""
     import torch
 
-    from clustering.knn import knn_search
-    from clustering.preprocess import preprocess
-    from clustering.refine import edge_weights
-    from models import SDT, SDTConfig, TopKConfig, TopKPredictor
+    from facecluster.clustering.knn import knn_search
+    from facecluster.clustering.preprocess import preprocess
+    from facecluster.clustering.refine import edge_weights
+    from facecluster.models import SDT, SDTConfig, TopKConfig, TopKPredictor
 
     x, _, old, new, _ = split
     torch.manual_seed(0)

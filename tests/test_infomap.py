@@ -8,8 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
-from clustering.mapequation import infomap_cluster, knn_edges, undirected_links
-from clustering.metrics import pairwise
+from facecluster.clustering.mapequation import infomap_cluster, knn_edges, undirected_links
+from facecluster.clustering.metrics import pairwise
 
 
 def _clique_edges(groups: list[list[int]], w: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -192,7 +192,7 @@ def test_infomap_imported_before_faiss_does_not_crash_the_clustering() -> None:
     import sys
 
     code = ("import infomap, faiss, numpy as np\n"
-            "from clustering.mapequation import infomap_cluster\n"
+            "from facecluster.clustering.mapequation import infomap_cluster\n"
             "rows, cols = np.array([0, 1, 2, 3, 4]), np.array([1, 2, 0, 4, 3])\n"
             "print(infomap_cluster(6, rows, cols, np.ones(5, np.float32)).tolist())\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

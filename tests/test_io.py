@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clustering.io import InputError, RowFile, check_features, check_k, load_features, load_labels
+from facecluster.clustering.io import InputError, RowFile, check_features, check_k, load_features, load_labels
 
 
 def _feats(n: int = 12, d: int = 8, seed: int = 0) -> np.ndarray:
@@ -311,7 +311,7 @@ def test_check_k() -> None:
 
 
 def test_atomic_files_all_or_nothing(tmp_path: Path) -> None:
-    from clustering.io import AtomicFiles, atomic_write
+    from facecluster.clustering.io import AtomicFiles, atomic_write
 
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
     a.write_text("old\n")

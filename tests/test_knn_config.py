@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from clustering.graph_config import GraphConfig
-from clustering.knn_config import KnnConfig, check_knn_options
-from clustering.pipeline import ClusteringPipeline
+from facecluster.clustering.graph_config import GraphConfig
+from facecluster.clustering.knn_config import KnnConfig, check_knn_options
+from facecluster.clustering.pipeline import ClusteringPipeline
 
 
 @pytest.mark.parametrize(("options", "message"), [

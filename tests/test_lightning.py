@@ -12,14 +12,14 @@ import torch
 import torch.nn.functional as F
 from conftest import TINY_DATA, sdt_args, topk_args
 
-from callbacks import ClusteringEvaluation
-from clustering.graph_config import GraphConfig
-from clustering.metrics import evaluate
-from clustering.pipeline import ClusteringPipeline
-from lightning_modules import SDTModule, TopKModule, load_topk
-from lightning_modules.common import k_from_output, topk_loss
-from models import SDT, SDTConfig, TopKConfig, TopKPredictor
-from train import cli_main
+from facecluster.callbacks import ClusteringEvaluation
+from facecluster.clustering.graph_config import GraphConfig
+from facecluster.clustering.metrics import evaluate
+from facecluster.clustering.pipeline import ClusteringPipeline
+from facecluster.lightning_modules import SDTModule, TopKModule, load_topk
+from facecluster.lightning_modules.common import k_from_output, topk_loss
+from facecluster.models import SDT, SDTConfig, TopKConfig, TopKPredictor
+from facecluster.commands.train import cli_main
 
 pytestmark = pytest.mark.usefixtures("cli_env")
 
@@ -112,15 +112,18 @@ def test_sdt_staged_from_a_topk_checkpoint(tiny_fit, tmp_path: Path, topk_ckpt: 
 
 
 def _flat(spec: dict) -> dict:
-    """A network's recorded spec as the keyword-argument networks wrote it: the config's fields flat in init_args."""
-    return {**spec, "init_args": dict(spec["init_args"]["config"])}
+    """A network's recorded spec as the keyword-argument networks wrote it, before the package: the config's fields
+    flat in init_args, the class under its top-level module (``models.topk.TopKPredictor``)."""
+    assert spec["class_path"].startswith("facecluster.models.")
+    return {**spec, "class_path": spec["class_path"].removeprefix("facecluster."),
+            "init_args": dict(spec["init_args"]["config"])}
 
 
 def test_checkpoints_of_the_keyword_argument_networks_load(tiny_fit, tmp_path: Path, topk_ckpt: Path) -> None:
-    """Checkpoints written before the networks took a dataclass config (their fields flat in ``init_args``) still
-    load: ``load_topk`` (a staged SDT's ``topk_ckpt``) and ``export.load_module`` (export.py, the benchmarks) read
+    """Checkpoints written before the networks took a dataclass config (their fields flat in ``init_args``) and
+    before the package (``models.topk.TopKPredictor``) still load: ``load_topk`` (a staged SDT's ``topk_ckpt``) and ``export.load_module`` (export.py, the benchmarks) read
     them as today's; a field this code does not know is a one-line error."""
-    import export
+    from facecluster.commands import export
 
     cli = cli_main(tiny_fit(*sdt_args("staged", f"--model.topk_ckpt={topk_ckpt}")))
     for new in (topk_ckpt, tmp_path / "ckpt" / "last.ckpt"):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import normalized_mutual_info_score
 
-from clustering.metrics import bcubed, contingency, evaluate, nmi, pairwise
+from facecluster.clustering.metrics import bcubed, contingency, evaluate, nmi, pairwise
 
 
 def _f(p: float, r: float) -> float:

@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models import (LGCN, SDT, LGCNConfig, NeighbourEmbedding, PivotGAT, PivotGATConfig, SDTConfig,
+from facecluster.models import (LGCN, SDT, LGCNConfig, NeighbourEmbedding, PivotGAT, PivotGATConfig, SDTConfig,
                     SparseDiffAttention, TopKConfig, TopKPredictor, topk_mask)
-from models.config import config_from_dict
-from models.diff_attention import TopkPlan
+from facecluster.models.config import config_from_dict
+from facecluster.models.diff_attention import TopkPlan
 
 
 def _neighbours(B: int, K: int, Fd: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -33,13 +33,13 @@ pytest.importorskip("face_recognition_models", reason="photos need face-recognit
 skdata = pytest.importorskip("skimage.data", reason="the test photos come from scikit-image (requirements.txt)")
 from PIL import Image, features  # noqa: E402
 
-from clustering import people  # noqa: E402
-from clustering.gallery import least_sure, membership_support  # noqa: E402
-from clustering.graph_config import GraphConfig  # noqa: E402
-from clustering.photos import (EmbeddingCache, FaceEncoder, FaceSettings, ImageFaces, Skipped,  # noqa: E402
+from facecluster.clustering import people  # noqa: E402
+from facecluster.clustering.gallery import least_sure, membership_support  # noqa: E402
+from facecluster.clustering.graph_config import GraphConfig  # noqa: E402
+from facecluster.clustering.photos import (EmbeddingCache, FaceEncoder, FaceSettings, ImageFaces, Skipped,  # noqa: E402
                                decode_image, embed_images, heif_available, list_images)
-from clustering.pipeline import ClusteringPipeline  # noqa: E402
-from models import SDT, SDTConfig, TopKConfig, TopKPredictor  # noqa: E402
+from facecluster.clustering.pipeline import ClusteringPipeline  # noqa: E402
+from facecluster.models import SDT, SDTConfig, TopKConfig, TopKPredictor  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
@@ -332,7 +332,7 @@ def test_command_as_users_run_it(photos: Path, models: dict, tmp_path: Path) -> 
 
 def test_without_model_the_shipped_model_is_used_and_said(photos: Path, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture) -> None:
-    from clustering.pretrained import default_model_path
+    from facecluster.clustering.pretrained import default_model_path
 
     out = tmp_path / "people"
     rc, _, err = run_photos([photos, "--out", out, *FAST], capsys)

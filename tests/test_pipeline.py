@@ -11,20 +11,20 @@ import numpy as np
 import pytest
 import torch
 
-from clustering.edges import oracle_k, same_identity
-from clustering.graph_config import GraphConfig
-from clustering.inference import predict_k, predict_pairs
-from clustering.io import InputError, load_features, load_labels
-from clustering.knn import knn_search
-from clustering.metrics import evaluate, pairwise
-from clustering.model_file import MODEL_FORMAT, MODEL_VERSION
-from clustering.pipeline import ClusteringPipeline
-from clustering.pretrained import lfw_dlib_dir
-from clustering.preprocess import fit_mean, preprocess
-from clustering.refine import combine_edges, pairs_to_score, refine_and_cluster
-from clustering.synthetic import make_synthetic
-from clustering.timer import Timer
-from models import SDT, SDTConfig, TopKConfig, TopKPredictor
+from facecluster.clustering.edges import oracle_k, same_identity
+from facecluster.clustering.graph_config import GraphConfig
+from facecluster.clustering.inference import predict_k, predict_pairs
+from facecluster.clustering.io import InputError, load_features, load_labels
+from facecluster.clustering.knn import knn_search
+from facecluster.clustering.metrics import evaluate, pairwise
+from facecluster.clustering.model_file import MODEL_FORMAT, MODEL_VERSION
+from facecluster.clustering.pipeline import ClusteringPipeline
+from facecluster.clustering.pretrained import lfw_dlib_dir
+from facecluster.clustering.preprocess import fit_mean, preprocess
+from facecluster.clustering.refine import combine_edges, pairs_to_score, refine_and_cluster
+from facecluster.clustering.synthetic import make_synthetic
+from facecluster.clustering.timer import Timer
+from facecluster.models import SDT, SDTConfig, TopKConfig, TopKPredictor
 
 K = 20
 LFW = lfw_dlib_dir() or Path("data/lfw-dlib")  # the repository's copy, else ../shared/data; the test skips without
@@ -362,8 +362,8 @@ def test_lfw_dlib_oracle_topk_jaccard() -> None:
 
 
 def test_edge_recall_brings_back_pruned_edges_the_sdt_vouches_for() -> None:
-    from clustering.graph_config import GraphConfig
-    from clustering.refine import edge_weights
+    from facecluster.clustering.graph_config import GraphConfig
+    from facecluster.clustering.refine import edge_weights
 
     nbrs = np.array([[0, 1, 2, 3], [1, 0, 2, 3], [2, 1, 0, 3], [3, 2, 1, 0]])
     sims = np.array([[1.0, 0.9, 0.2, 0.8]] * 4, dtype=np.float32)

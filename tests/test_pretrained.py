@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clustering import pretrained
-from clustering.io import InputError
+from facecluster.clustering import pretrained
+from facecluster.clustering.io import InputError
 
 
 def test_default_model_only_for_128d(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -69,9 +69,9 @@ def tiny_model(path: Path, score: float, mean: np.ndarray) -> Path:
     """An untrained 1-layer model file for 128-d faces whose meta holds a validation tuning result."""
     import torch
 
-    from clustering.graph_config import GraphConfig
-    from clustering.pipeline import ClusteringPipeline
-    from models import SDT, SDTConfig, TopKConfig, TopKPredictor
+    from facecluster.clustering.graph_config import GraphConfig
+    from facecluster.clustering.pipeline import ClusteringPipeline
+    from facecluster.models import SDT, SDTConfig, TopKConfig, TopKPredictor
 
     torch.manual_seed(0)
     kw = dict(feat_dim=128, k=10, d_model=16, num_layers=1, num_heads=2, dim_feedforward=32)

@@ -28,12 +28,12 @@ import numpy as np
 import pytest
 import torch
 
-from clustering.graph_config import GraphConfig
-from clustering.io import AtomicFiles, InputError, atomic_write, load_features, load_labels
-from clustering.pipeline import ClusteringPipeline
-from clustering.preprocess import fit_mean
-from clustering.synthetic import make_synthetic
-from models import SDT, SDTConfig, TopKConfig, TopKPredictor
+from facecluster.clustering.graph_config import GraphConfig
+from facecluster.clustering.io import AtomicFiles, InputError, atomic_write, load_features, load_labels
+from facecluster.clustering.pipeline import ClusteringPipeline
+from facecluster.clustering.preprocess import fit_mean
+from facecluster.clustering.synthetic import make_synthetic
+from facecluster.models import SDT, SDTConfig, TopKConfig, TopKPredictor
 from test_cluster_cli import D, ENV, K, make_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,11 +88,11 @@ def test_cluster_py_makes_the_networks_thread_count_independent(data: dict, tmp_
     ``cluster.py`` asks MKL for thread-count independent results (``MKL_CBWR=AUTO,STRICT``) before torch's first
     product: after its run, the products, the network outputs and the labels are the same bits for 1 and 3 threads."""
     r = _python(f"""
-        import cluster
+        from facecluster.commands import cluster
         assert cluster.main(["--model", {str(data["model"])!r}, "--features", {str(data["dir"] / "new.npy")!r},
                              "--out", {str(tmp_path / "c.txt")!r}]) == 0
         import numpy as np, torch
-        from clustering.pipeline import ClusteringPipeline
+        from facecluster.clustering.pipeline import ClusteringPipeline
         torch.manual_seed(0)
         lin, a = torch.nn.Linear(128, 1), torch.randn(4099, 128)
         pipe = ClusteringPipeline.load({str(data["model"])!r}, device="cpu")
@@ -117,8 +117,8 @@ def test_ivf_and_hnsw_measured_identical_across_thread_counts(method: str) -> No
     neighbours for 1, 2 and 3 faiss threads. If this fails, the README's sentence must change, not the code."""
     import faiss
 
-    from clustering.knn import knn_search
-    from clustering.preprocess import preprocess
+    from facecluster.clustering.knn import knn_search
+    from facecluster.clustering.preprocess import preprocess
 
     x, _ = make_synthetic(n_identities=400, dim=D, seed=2)
     x = preprocess(x, fit_mean(x))
@@ -192,7 +192,7 @@ def test_a_signal_that_another_thread_receives_is_held_too() -> None:
     and it is raised on leaving the hold."""
     import threading
 
-    from clustering.io.atomic import _signals_held
+    from facecluster.clustering.io.atomic import _signals_held
 
     ready, done = threading.Event(), threading.Event()
     other = threading.Thread(target=lambda: (ready.set(), done.wait(10)))
@@ -254,8 +254,8 @@ def test_thread_count_setters_restore_what_they_change() -> None:
     only."""
     import faiss
 
-    from clustering.edges import intersections
-    from clustering.knn import knn_search
+    from facecluster.clustering.edges import intersections
+    from facecluster.clustering.knn import knn_search
 
     x = np.random.default_rng(0).standard_normal((200, 8)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
@@ -303,7 +303,7 @@ def _crafted_checkpoint(path: Path, marker: Path) -> Path:
 
 
 def test_crafted_checkpoint_runs_no_code_in_export(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    import export
+    from facecluster.commands import export
 
     marker = tmp_path / "pwned"
     ckpt = _crafted_checkpoint(tmp_path / "evil.ckpt", marker)
@@ -321,7 +321,7 @@ def test_crafted_checkpoint_runs_no_code_in_export(tmp_path: Path, capsys: pytes
 
 
 def test_crafted_checkpoint_runs_no_code_in_load_topk(tmp_path: Path) -> None:
-    from lightning_modules import load_topk
+    from facecluster.lightning_modules import load_topk
 
     marker = tmp_path / "pwned"
     ckpt = _crafted_checkpoint(tmp_path / "evil.ckpt", marker)
@@ -343,7 +343,7 @@ def test_crafted_checkpoint_runs_no_code_on_resume(tiny_fit, tmp_path: Path, cli
     """``train.py fit --ckpt_path FILE`` reads the checkpoint with ``weights_only=True`` too."""
     from conftest import topk_args
 
-    from train import cli_main
+    from facecluster.commands.train import cli_main
 
     marker = tmp_path / "pwned"
     ckpt = _crafted_checkpoint(tmp_path / "evil.ckpt", marker)
@@ -356,7 +356,7 @@ def test_crafted_checkpoint_runs_no_code_on_resume(tiny_fit, tmp_path: Path, cli
 
 
 def _datamodule(tmp_path: Path, **kw):
-    from datamodules import FaceGraphDataModule
+    from facecluster.datamodules import FaceGraphDataModule
 
     return FaceGraphDataModule(source="files", features=str(tmp_path / "f.npy"), labels=str(tmp_path / "y.npy"),
                                k=5, val_fraction=0.25, cache_dir=str(tmp_path / "cache"), **kw)
@@ -448,7 +448,7 @@ def test_pipeline_copies_networks_from_another_device() -> None:
 
 
 def _gnn_model(path: Path, x: np.ndarray, k: int, pivot_u: int) -> Path:
-    from models import LGCN, LGCNConfig
+    from facecluster.models import LGCN, LGCNConfig
 
     torch.manual_seed(0)
     ClusteringPipeline(fit_mean(x), GraphConfig(k=k, jaccard="none", combine="sdt"), None,
@@ -458,7 +458,7 @@ def _gnn_model(path: Path, x: np.ndarray, k: int, pivot_u: int) -> Path:
 
 
 def test_gnn_pivot_size_must_be_below_k() -> None:
-    from models import LGCNConfig, PivotGATConfig
+    from facecluster.models import LGCNConfig, PivotGATConfig
 
     for config in (LGCNConfig, PivotGATConfig):
         with pytest.raises(ValueError, match=rf"^{config.__name__}.pivot_u must be below k = 10"):

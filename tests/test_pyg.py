@@ -11,17 +11,17 @@ from conftest import TINY_DATA
 from torch_geometric.data import Batch, Data
 from torch_geometric.utils import scatter, subgraph
 
-from clustering.graph import dense_subgraphs, knn_arrays, knn_data, pivot_adjacency, subgraph_batch
-from clustering.graph_config import GraphConfig
-from clustering.knn import knn_search
-from clustering.pipeline import ClusteringPipeline
-from clustering.refine import edge_weights
-from clustering.synthetic import SyntheticConfig, make_synthetic
-from datamodules import FaceGraphDataModule
-from datamodules.face_graph import as_pyg_batch
-from lightning_modules import SDTModule
-from models import LGCN, LGCNConfig, PivotGAT
-from train import cli_main
+from facecluster.clustering.graph import dense_subgraphs, knn_arrays, knn_data, pivot_adjacency, subgraph_batch
+from facecluster.clustering.graph_config import GraphConfig
+from facecluster.clustering.knn import knn_search
+from facecluster.clustering.pipeline import ClusteringPipeline
+from facecluster.clustering.refine import edge_weights
+from facecluster.clustering.synthetic import SyntheticConfig, make_synthetic
+from facecluster.datamodules import FaceGraphDataModule
+from facecluster.datamodules.face_graph import as_pyg_batch
+from facecluster.lightning_modules import SDTModule
+from facecluster.models import LGCN, LGCNConfig, PivotGAT
+from facecluster.commands.train import cli_main
 
 GNNS = [LGCN, PivotGAT]
 
@@ -134,7 +134,7 @@ def test_gnn_trains_through_the_cli_and_exports(tiny_fit, tmp_path: Path, cls) -
     assert cli.datamodule.pivot_u == 3 and trainer.global_step == 3  # the batches carried the model's links
     assert {"train/pair_loss", "val/pair_recall", "val/pairwise_f", "val/score"} <= set(trainer.callback_metrics)
     # export with --tune on the validation identities, then the model file loads into a pipeline
-    import export
+    from facecluster.commands import export
 
     out = tmp_path / "gnn.pt"
     assert export.main(["--ckpt", str(tmp_path / "ckpt" / "best.ckpt"), "--out", str(out), "--tune"]) == 0

@@ -15,7 +15,7 @@ import torch
 from conftest import topk_args
 from pytorch_lightning.callbacks import Callback
 
-from train import cli_main
+from facecluster.commands.train import cli_main
 
 pytestmark = pytest.mark.usefixtures("cli_env")
 

@@ -16,13 +16,13 @@ from baselines import hdbscan_cluster  # noqa: E402
 from common import largest_clusters  # noqa: E402
 from scale import RESULT, k_error, main as scale_main, run_job, rung_config  # noqa: E402
 
-from clustering.graph_config import GraphConfig
-from clustering.knn import knn_search  # noqa: E402
-from clustering.metrics import evaluate  # noqa: E402
-from clustering.pipeline import ClusteringPipeline
-from clustering.preprocess import fit_mean, preprocess  # noqa: E402
-from clustering.synthetic import make_synthetic  # noqa: E402
-from models import SDT, SDTConfig, TopKConfig, TopKPredictor  # noqa: E402
+from facecluster.clustering.graph_config import GraphConfig
+from facecluster.clustering.knn import knn_search  # noqa: E402
+from facecluster.clustering.metrics import evaluate  # noqa: E402
+from facecluster.clustering.pipeline import ClusteringPipeline
+from facecluster.clustering.preprocess import fit_mean, preprocess  # noqa: E402
+from facecluster.clustering.synthetic import make_synthetic  # noqa: E402
+from facecluster.models import SDT, SDTConfig, TopKConfig, TopKPredictor  # noqa: E402
 
 
 def test_largest_clusters_counts_faces_identities_and_purity() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clustering.preprocess import fit_mean, preprocess
-from clustering.synthetic import SyntheticConfig, make_synthetic
+from facecluster.clustering.preprocess import fit_mean, preprocess
+from facecluster.clustering.synthetic import SyntheticConfig, make_synthetic
 
 
 def _identity_mean_cosines(feats: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from clustering.graph_config import GraphConfig
-from clustering.pipeline import ClusteringPipeline
-from clustering.synthetic import SyntheticConfig
-from datamodules import FaceGraphDataModule
-from export import TOLERANCE, choose, tune, tune_sets
+from facecluster.clustering.graph_config import GraphConfig
+from facecluster.clustering.pipeline import ClusteringPipeline
+from facecluster.clustering.synthetic import SyntheticConfig
+from facecluster.datamodules import FaceGraphDataModule
+from facecluster.commands.export import TOLERANCE, choose, tune, tune_sets
 
 
 def _row(jac: str, comb: str, th: float, val: float, stress: float) -> dict:

@@ -42,13 +42,13 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from clustering.edges import oracle_k, same_identity
-from clustering.graph import knn_data, pivot_adjacency, subgraph_batch
-from clustering.io import InputError, atomic_write, check_k, file_sha256, load_features, load_labels
-from clustering.knn import knn_search
-from clustering.preprocess import fit_mean, preprocess
-from clustering.subgraphs import gather_subgraphs
-from clustering.synthetic import SyntheticConfig, make_synthetic
+from facecluster.clustering.edges import oracle_k, same_identity
+from facecluster.clustering.graph import knn_data, pivot_adjacency, subgraph_batch
+from facecluster.clustering.io import InputError, atomic_write, check_k, file_sha256, load_features, load_labels
+from facecluster.clustering.knn import knn_search
+from facecluster.clustering.preprocess import fit_mean, preprocess
+from facecluster.clustering.subgraphs import gather_subgraphs
+from facecluster.clustering.synthetic import SyntheticConfig, make_synthetic
 
 __all__ = ["EpochShuffle", "FaceGraphDataModule", "GraphSplit", "ResumableLoader", "SubgraphDataset",
            "as_pyg_batch", "split_by_identity"]

@@ -28,7 +28,7 @@ from torch import Tensor
 from torch_geometric.data import Batch, Data
 from torch_geometric.utils import to_dense_adj, to_dense_batch
 
-from models.pivot import pivot_adjacency, subgraph_batch
+from facecluster.models.pivot import pivot_adjacency, subgraph_batch
 
 from .subgraphs import as_tensor
 

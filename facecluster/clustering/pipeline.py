@@ -49,7 +49,7 @@ class ClusteringPipeline:
     predictor the Jaccard uses all K neighbours, without an SDT the Jaccard weight alone is used) and the
     :class:`GraphConfig`. Usable from Python in three lines::
 
-        from clustering.pipeline import ClusteringPipeline
+        from facecluster.clustering.pipeline import ClusteringPipeline
         pipe = ClusteringPipeline.load("model.pt")
         labels = pipe(features)            # (N, d) raw embeddings -> (N,) cluster ids
 

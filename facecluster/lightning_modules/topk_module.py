@@ -7,10 +7,10 @@ import numpy as np
 import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 
-from clustering.graph_config import GraphConfig
-from clustering.pipeline import ClusteringPipeline
-from models import TopKConfig, TopKPredictor
-from models.config import config_from_dict
+from facecluster.clustering.graph_config import GraphConfig
+from facecluster.clustering.pipeline import ClusteringPipeline
+from facecluster.models import TopKConfig, TopKPredictor
+from facecluster.models.config import config_from_dict
 
 from .common import BaseModule, k_from_output, read_checkpoint, topk_loss, upgrade_network_spec
 

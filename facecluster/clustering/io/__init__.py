@@ -8,7 +8,7 @@ Formats (METHOD.md section 3):
 
 Every problem raises :class:`~clustering.errors.InputError` whose message names the file and the problem on one
 line; entry points print it and exit non-zero instead of showing a traceback. Hostile or broken input is refused
-before any large read. One module per role, all re-exported here (``from clustering.io import load_features``):
+before any large read. One module per role, all re-exported here (``from facecluster.clustering.io import load_features``):
 
 * :mod:`clustering.io.files`: the one check of every input path and every output path (**only regular files**
   are read or replaced), the model file's cheap checks, a file's SHA-256.

@@ -12,9 +12,9 @@ from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryPrecision, BinaryRecall
 
-from clustering.graph_config import GraphConfig
-from clustering.pipeline import ClusteringPipeline
-from models import PairClassifier, TopKPredictor
+from facecluster.clustering.graph_config import GraphConfig
+from facecluster.clustering.pipeline import ClusteringPipeline
+from facecluster.models import PairClassifier, TopKPredictor
 
 from .common import BaseModule, k_from_output, network_spec, topk_loss
 from .topk_module import load_topk

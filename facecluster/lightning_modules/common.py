@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
-from clustering.model_file import NETWORKS
+from facecluster.clustering.model_file import NETWORKS
 
 __all__ = ["BaseModule", "param_groups", "topk_loss", "k_from_output", "network_spec", "read_checkpoint", "step_seed",
            "upgrade_network_spec"]
@@ -24,7 +24,7 @@ NETWORK_CLASSES = tuple(name for names in NETWORKS.values() for name in names)
 
 def network_spec(net: torch.nn.Module) -> dict:
     """``class_path``/``init_args`` that rebuild a network of ``models/`` from its dataclass ``.config``:
-    ``{"class_path": "models.sdt.SDT", "init_args": {"config": {"feat_dim": 256, ...}}}``."""
+    ``{"class_path": "facecluster.models.sdt.SDT", "init_args": {"config": {"feat_dim": 256, ...}}}``."""
     return {"class_path": f"{type(net).__module__}.{type(net).__name__}", "init_args": {"config": asdict(net.config)}}
 
 
@@ -37,8 +37,8 @@ def read_checkpoint(path: str) -> dict:
     import pickle
     import re
 
-    from clustering.errors import InputError
-    from clustering.io import check_input_file
+    from facecluster.clustering.errors import InputError
+    from facecluster.clustering.io import check_input_file
 
     check_input_file(path, "checkpoint")
     try:
@@ -55,9 +55,13 @@ def read_checkpoint(path: str) -> dict:
 
 def upgrade_network_spec(spec):
     """A network's recorded ``class_path``/``init_args`` in today's form: a checkpoint written before the networks
-    took a dataclass config has the fields flat in ``init_args``; they move under ``config``. Anything else (today's
-    form, a network object, ``None``) is returned as it is."""
+    took a dataclass config has the fields flat in ``init_args``; they move under ``config``; one written before the
+    package (``models.sdt.SDT``) names the module under ``facecluster.``. Anything else (today's form, a network
+    object, ``None``) is returned as it is."""
     if isinstance(spec, dict) and str(spec.get("class_path", "")).rsplit(".", 1)[-1] in NETWORK_CLASSES:
+        path = str(spec["class_path"])
+        if path.startswith("models."):
+            spec = {**spec, "class_path": f"facecluster.{path}"}
         args = spec.get("init_args")
         if isinstance(args, dict) and set(args) != {"config"}:
             return {**spec, "init_args": {"config": args}}

@@ -56,8 +56,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from .photos import BATCH_SECONDS, DEFAULT_MAX_PIXELS, DETECTORS, FaceSettings
 
     d = FaceSettings()
-    ap = argparse.ArgumentParser(prog="cluster.py photos", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    prog = os.path.basename(sys.argv[0])  # "facecluster photos" (the console script) or cluster.py
+    prog = prog if prog.endswith(" photos") else f"{prog} photos"
+    ap = argparse.ArgumentParser(
+        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Find, embed and cluster the faces in a folder of photos; PEOPLE gets index.html (the people as "
+                    "pictures, open it in a browser), faces.csv, embeddings.npy and run.json. A rerun embeds only "
+                    "new photos and keeps the people's ids.\n\n"
+                    f"examples:\n  {prog} ~/Pictures --out people/\n  {prog} ~/Pictures --out people/ --detector "
+                    f"cnn --progress\n  {prog} ~/Pictures --out people/ --recluster      (new ids, everything afresh)",
+        epilog="Every option and output: the README (\"Cluster a folder of photos\") and "
+               "facecluster/clustering/people.py.")
     ap.add_argument("photos", metavar="DIR", help="folder of photos (searched recursively)")
     ap.add_argument("--out", required=True, metavar="PEOPLE",
                     help="output folder (created if missing); an earlier result there keeps its people's ids")

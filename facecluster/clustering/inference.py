@@ -209,7 +209,7 @@ def _predict_pairs(model: torch.nn.Module, x: np.ndarray | torch.Tensor, nbrs: n
 def _pivot_links(nbrs: torch.Tensor, idx: torch.Tensor, u: int) -> torch.Tensor:
     """:func:`models.pivot.pivot_adjacency` with ``u`` capped at K - 1: a collection of K <= u faces (K is capped
     at their number) links each node to all its K - 1 others; with K = 1 there is no link."""
-    from models.pivot import pivot_adjacency
+    from facecluster.models.pivot import pivot_adjacency
 
     u = min(u, nbrs.shape[1] - 1)
     if u < 1:

@@ -18,7 +18,7 @@ from .io import InputError, load_features, load_labels
 __all__ = ["DLIB_DIM", "default_model_path", "default_model", "default_model_note", "data_roots", "lfw_dlib_dir",
            "load_lfw_dlib", "repo_relative"]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: facecluster/clustering/ is two folders below it
 DLIB_DIM = 128  # dlib's ResNet face descriptor, as face_recognition.face_encodings returns it
 DATA_ENV = "FACECLUSTER_DATA"  # a folder holding lfw-dlib/, tried before the repository's own data/
 
@@ -30,9 +30,15 @@ def repo_relative(path: str | os.PathLike) -> str:
     return str(full.relative_to(ROOT)) if full.is_relative_to(ROOT) else str(full)
 
 
+PACKAGED = Path(__file__).resolve().parents[1] / "pretrained"  # pip install .: the wheel's copy of pretrained/
+
+
 def default_model_path() -> Path:
-    """``Path``: where the shipped model lives (``pretrained/dlib128.pt`` in the repository)."""
-    return ROOT / "pretrained" / "dlib128.pt"
+    """``Path``: where the shipped model lives: ``pretrained/dlib128.pt`` of the checkout (``make pretrained`` writes
+    it there), else the copy an installed package carries (``facecluster/pretrained/``, pyproject.toml)."""
+    here = ROOT / "pretrained" / "dlib128.pt"
+    packaged = PACKAGED / "dlib128.pt"
+    return packaged if not here.is_file() and packaged.is_file() else here
 
 
 def default_model(dim: int, source: str = "features") -> Path:

@@ -24,8 +24,8 @@ def check_state(state: dict) -> None:
     mean, weights with NaN) or fail half-way (graph k = 0, an unknown transform or kNN method). A network's
     ``config`` is checked by building its dataclass (:func:`models.config.config_from_dict`: unknown or missing
     fields, values out of range), the error naming the slot and the field."""
-    import models
-    from models.config import config_from_dict
+    from facecluster import models
+    from facecluster.models.config import config_from_dict
 
     from .knn_config import check_knn_options
 
@@ -114,8 +114,8 @@ def network_state(net: torch.nn.Module | None) -> dict | None:
 def build_network(entry: dict | None) -> torch.nn.Module | None:
     """The network of a :func:`network_state` entry (checked by :func:`check_state`): ``Class(Class.config_class(
     **config))``, fields the entry leaves out taking their defaults, then its weights."""
-    import models
-    from models.config import config_from_dict
+    from facecluster import models
+    from facecluster.models.config import config_from_dict
 
     if entry is None:
         return None

@@ -2,7 +2,7 @@
 (baselines) and their parts.
 
 The GNN baselines (``LGCN``, ``PivotGAT``, their configs, ``PivotGNN``) and ``PairClassifier`` load lazily, on
-first access (``models.LGCN``, ``from models import LGCN``): they need PyTorch Geometric, which importing
+first access (``models.LGCN``, ``from facecluster.models import LGCN``): they need PyTorch Geometric, which importing
 ``models`` for the SDT and the Top-K predictor (a model file, ``cluster.py``) does not import."""
 
 from typing import Union

@@ -10,10 +10,10 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 
-from clustering.graph_config import GraphConfig
-from clustering.metrics import evaluate, selection_score
-from clustering.refine import refine_and_cluster
-from clustering.timer import Timer
+from facecluster.clustering.graph_config import GraphConfig
+from facecluster.clustering.metrics import evaluate, selection_score
+from facecluster.clustering.refine import refine_and_cluster
+from facecluster.clustering.timer import Timer
 
 __all__ = ["ClusteringEvaluation"]
 
