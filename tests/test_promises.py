@@ -153,9 +153,23 @@ def _contents(folder: Path) -> dict[str, str]:
     return {p.name: p.read_text() for p in sorted(folder.iterdir())}
 
 
+@pytest.fixture
+def ctrl_c() -> None:
+    """Ctrl-C raises KeyboardInterrupt in this process, as in an interactive one: a shell starts a background job
+    (``make test &``) with SIGINT ignored, which Python then leaves ignored."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def _default_sigint() -> None:
+    """A child's SIGINT at its default, whatever this process inherited (see :func:`ctrl_c`)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("failure", ["oserror", "interrupt", "sigint"])
 def test_a_failure_between_renames_restores_every_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         failure: str) -> None:
+                                                         failure: str, ctrl_c: None) -> None:
     """The second of three renames fails (a full disk; an exception such as KeyboardInterrupt at that moment; a
     real SIGINT to the main thread then): the first output is put back, nothing is left half-replaced, no
     temporary or kept file remains, and the error propagates."""
@@ -186,7 +200,7 @@ def test_a_failure_between_renames_restores_every_output(tmp_path: Path, monkeyp
 
 
 @pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="needs pthread_kill (POSIX)")
-def test_a_signal_that_another_thread_receives_is_held_too() -> None:
+def test_a_signal_that_another_thread_receives_is_held_too(ctrl_c: None) -> None:
     """A SIGINT to the process may land on any thread that does not block it (blocking covers the main thread
     only): its Python handler then runs in the main thread. Inside the commit's hold it is recorded, not raised,
     and it is raised on leaving the hold."""
@@ -540,7 +554,7 @@ def test_signal_during_a_run_is_one_line_and_leaves_nothing(data: dict, tmp_path
     out.mkdir()
     p = subprocess.Popen([sys.executable, "cluster.py", "--model", str(data["model"]), "--features",
                           str(data["dir"] / "x.npy"), "--out", str(out / "c.txt")], cwd=ROOT, env=ENV,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 60
     while not list(out.iterdir()) and time.monotonic() < deadline and p.poll() is None:
         time.sleep(0.02)
