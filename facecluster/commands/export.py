@@ -48,7 +48,8 @@ THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.0, 0.91, 0.05))
 
 def load_module(path: str):
     """The LightningModule of a checkpoint (TopKModule or SDTModule, by its recorded class) on the CPU. A checkpoint
-    written before the networks took a dataclass config (their fields flat in ``init_args``) is read as today's
+    written before the networks took a dataclass config (their fields flat in ``init_args``) or before the package
+    (``lightning_modules.SDTModule``, ``models.sdt.SDT``) is read as today's
     (:func:`lightning_modules.common.upgrade_network_spec`). Read with ``weights_only=True``
     (:func:`~lightning_modules.common.read_checkpoint`, and Lightning's own read likewise): a checkpoint from
     elsewhere runs no code; one holding other Python objects is a one-line
@@ -60,6 +61,8 @@ def load_module(path: str):
     hparams = ckpt.get("hyper_parameters", {})
     cls = SDTModule if str(hparams.get("_class_path", "")).endswith("SDTModule") else TopKModule
     upgraded = {key: upgrade_network_spec(hparams[key]) for key in ("model", "topk") if key in hparams}
+    if str(hparams.get("_class_path", "")).startswith("lightning_modules."):  # written before the package
+        upgraded["_class_path"] = f"facecluster.{hparams['_class_path']}"
     if all(spec is hparams[key] for key, spec in upgraded.items()):
         return cls.load_from_checkpoint(path, map_location="cpu", weights_only=True), ckpt
     hparams.update(upgraded)
