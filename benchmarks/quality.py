@@ -80,6 +80,12 @@ def baseline_params(method: str, cfg: GraphConfig) -> dict:
 HDBSCAN_DESCRIPTION = "scikit-learn HDBSCAN on the kNN graph (sparse precomputed distances)"
 
 
+def hdbscan_params(min_cluster_size: int) -> dict:
+    """The record's ``params`` of HDBSCAN (:func:`baseline_params`' twin): its tuned value, where and over what."""
+    return {"min_cluster_size": min_cluster_size, "tuned_on": "train", "grid": list(HDBSCAN_GRID),
+            "description": HDBSCAN_DESCRIPTION}
+
+
 def run_baselines(dataset: str, graphs: dict, methods: list[str]) -> list[dict]:
     rows = []
     for method in methods:
@@ -104,8 +110,7 @@ def run_hdbscan(dataset: str, graphs: dict) -> list[dict]:
         pred = hdbscan_cluster(g["nbrs"], g["sims"], mcs)
         r = record(dataset, split, "hdbscan", evaluate(g["labels"], pred),
                    time.perf_counter() - t0 + g["seconds"],
-                   {"min_cluster_size": mcs, "tuned_on": "train", "grid": list(HDBSCAN_GRID),
-                    "description": HDBSCAN_DESCRIPTION})
+                   hdbscan_params(mcs))
         r["largest"] = largest_clusters(g["labels"], pred)
         rows.append(r)
     return rows

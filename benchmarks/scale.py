@@ -48,9 +48,9 @@ from pathlib import Path
 import numpy as np
 
 from common import ROOT, largest_clusters  # noqa: I001  (benchmarks/ is the script folder)
-from quality import (GRID, HDBSCAN_DESCRIPTION, baseline_k, baseline_params, parse_overrides, record,
-                     tune_baseline, tune_hdbscan)
-from baselines import HDBSCAN_GRID, hdbscan_cluster
+from quality import (GRID, baseline_k, baseline_params, hdbscan_params, parse_overrides, record, tune_baseline,
+                     tune_hdbscan)
+from baselines import hdbscan_cluster
 from facecluster.clustering.edges import oracle_k
 from facecluster.clustering.graph_config import GraphConfig
 from facecluster.clustering.knn import knn_search
@@ -272,8 +272,7 @@ def run_split(split: str, files: tuple[str, str], args: argparse.Namespace, tune
         if method == "hdbscan":
             memory_gb = args.hdbscan_memory_gb
             job["min_cluster_size"] = tuned["hdbscan"]
-            params = {"min_cluster_size": tuned["hdbscan"], "tuned_on": "train", "grid": list(HDBSCAN_GRID),
-                      "description": HDBSCAN_DESCRIPTION}
+            params = hdbscan_params(tuned["hdbscan"])
             if method_seconds is not None and args.isolate:
                 timeout = args.hdbscan_factor * method_seconds
         else:

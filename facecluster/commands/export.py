@@ -55,14 +55,14 @@ def load_module(path: str):
     elsewhere runs no code; one holding other Python objects is a one-line
     :class:`~clustering.errors.InputError`."""
     from facecluster.lightning_modules import SDTModule, TopKModule
-    from facecluster.lightning_modules.common import read_checkpoint, upgrade_network_spec
+    from facecluster.lightning_modules.common import read_checkpoint, upgrade_class_path, upgrade_network_spec
 
     ckpt = read_checkpoint(path)
     hparams = ckpt.get("hyper_parameters", {})
     cls = SDTModule if str(hparams.get("_class_path", "")).endswith("SDTModule") else TopKModule
     upgraded = {key: upgrade_network_spec(hparams[key]) for key in ("model", "topk") if key in hparams}
-    if str(hparams.get("_class_path", "")).startswith("lightning_modules."):  # written before the package
-        upgraded["_class_path"] = f"facecluster.{hparams['_class_path']}"
+    if "_class_path" in hparams:  # the module's own class path: Lightning refuses one it has not imported
+        upgraded["_class_path"] = upgrade_class_path(str(hparams["_class_path"]))
     if all(spec is hparams[key] for key, spec in upgraded.items()):
         return cls.load_from_checkpoint(path, map_location="cpu", weights_only=True), ckpt
     hparams.update(upgraded)

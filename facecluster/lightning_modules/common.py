@@ -16,7 +16,7 @@ from torch import Tensor
 from facecluster.clustering.model_file import NETWORKS
 
 __all__ = ["BaseModule", "param_groups", "topk_loss", "k_from_output", "network_spec", "read_checkpoint", "step_seed",
-           "upgrade_network_spec"]
+           "upgrade_class_path", "upgrade_network_spec"]
 
 # the networks of models/ a checkpoint may record: those a model file may hold
 NETWORK_CLASSES = tuple(name for names in NETWORKS.values() for name in names)
@@ -53,15 +53,25 @@ def read_checkpoint(path: str) -> dict:
                          f"{' '.join(str(exc).split())[:100]})") from None
 
 
+# the top-level packages of the code before it was one package: a checkpoint's class paths name them
+PRE_PACKAGE = ("models", "clustering", "lightning_modules", "datamodules", "callbacks")
+
+
+def upgrade_class_path(path: str) -> str:
+    """A class path a checkpoint recorded, in today's form: one written before the package
+    (``lightning_modules.SDTModule``, ``models.sdt.SDT``) named under ``facecluster.``; any other unchanged."""
+    return f"facecluster.{path}" if path.split(".", 1)[0] in PRE_PACKAGE else path
+
+
 def upgrade_network_spec(spec):
     """A network's recorded ``class_path``/``init_args`` in today's form: a checkpoint written before the networks
     took a dataclass config has the fields flat in ``init_args``; they move under ``config``; one written before the
     package (``models.sdt.SDT``) names the module under ``facecluster.``. Anything else (today's form, a network
     object, ``None``) is returned as it is."""
     if isinstance(spec, dict) and str(spec.get("class_path", "")).rsplit(".", 1)[-1] in NETWORK_CLASSES:
-        path = str(spec["class_path"])
-        if path.startswith("models."):
-            spec = {**spec, "class_path": f"facecluster.{path}"}
+        path = upgrade_class_path(str(spec["class_path"]))
+        if path != spec["class_path"]:
+            spec = {**spec, "class_path": path}
         args = spec.get("init_args")
         if isinstance(args, dict) and set(args) != {"config"}:
             return {**spec, "init_args": {"config": args}}
