@@ -14,8 +14,8 @@ they have one draw per file; a model has one per (file, training seed).
 Steps, each skipped when its output exists (so an interrupted run resumes and a finished one only re-aggregates):
 ``DIR/f{S}/train_{features,labels}.npy`` (:mod:`scale` ``--write-train``); ``DIR/f{S}/model_s{T}.pt``
 (``scripts/make_model.py``, ``--jobs`` at a time, each on one thread); ``DIR/f{S}/scale.json`` (:mod:`scale`
-with every model of the file and ``--variant`` ablations; its rungs and their graphs in ``DIR/f{S}/rungs``, so
-that two files' ladders may run at once). ``--make-model-args`` go to every ``make_model.py``.
+with every model of the file and ``--variant`` ablations, ``--jobs`` files at a time: each file's rungs and their
+graphs are in ``DIR/f{S}/rungs``). ``--make-model-args`` go to every ``make_model.py``.
 """
 from __future__ import annotations
 
@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", nargs="+", type=int, default=[1, 3, 12], help="rungs, multiples of the 1x rung")
     ap.add_argument("--rung-identities", type=int, default=RUNG_IDENTITIES, help="identities of the 1x rung")
     ap.add_argument("--workdir", default="artifacts/ladder", help="train files, models and per-file results")
-    ap.add_argument("--jobs", type=int, default=2, help="trainings at a time (each on one thread)")
+    ap.add_argument("--jobs", type=int, default=2, help="trainings, then files' ladders, at a time (each on one "
+                                                         "thread)")
     ap.add_argument("--make-model-args", default="", help="extra arguments of every scripts/make_model.py run")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=@field=value,...",
                     help="also read every model with these graph overrides (an ablation row), repeatable")
@@ -137,21 +138,23 @@ def main(argv: list[str] | None = None) -> int:
                                    "--workdir", str(Path("runs") / work.name / f"f{seed}_s{t}"),
                                    *args.make_model_args.split()], folder / f"make_model_s{t}.log"))
     run_jobs(trainings, args.jobs)
-    records = []
-    for seed, ids in files:  # 3. the ladder of each train file, every model of it in one run
+    ladders = []
+    for seed, ids in files:  # 3. the ladder of each train file, every model of it in one run, --jobs files at a time
         folder = work / f"f{seed}"
-        result = folder / "scale.json"
-        if not result.exists():
+        if not (folder / "scale.json").exists():
             cmd = [py, "benchmarks/scale.py", "--train-seed", str(seed), "--train-identities", str(ids),
                    "--rung-identities", str(args.rung_identities), "--sizes", *map(str, args.sizes),
-                   "--json", str(result), "--methods", *args.methods, "--workdir", str(folder / "rungs")]
+                   "--json", str(folder / "scale.json"), "--methods", *args.methods, "--workdir", str(folder / "rungs")]
             for t in args.train_seeds:
                 path = folder / f"model_s{t}.pt"
                 cmd += ["--model", f"{METHOD}:s{t}={path}"]
                 cmd += [arg for v in args.variant for arg in ("--model", f"{v.split('=', 1)[0]}:s{t}={path}"
                                                                            f"{v.split('=', 1)[1]}")]
-            run_jobs([(cmd, folder / "scale.log")], 1)
-        for r in json.loads(result.read_text())["records"]:
+            ladders.append((cmd, folder / "scale.log"))
+    run_jobs(ladders, args.jobs)
+    records = []
+    for seed, ids in files:
+        for r in json.loads((work / f"f{seed}" / "scale.json").read_text())["records"]:
             r["draw"] = {"file_seed": seed, "file_identities": ids}
             name, _, tseed = r["method"].partition(":")
             if tseed:

@@ -146,17 +146,47 @@ def retune_threshold(pipe: ClusteringPipeline) -> tuple[float, float]:
     return cfg.threshold, next(r["score"] for r in table if r["threshold"] == cfg.threshold)
 
 
+TUNED_FIELDS = ("jaccard", "combine", "threshold")  # the graph settings export.py --tune's grid covers
+
+
+def threshold_from_grid(pipe: ClusteringPipeline) -> tuple[float, float] | None:
+    """The threshold ``export.py --tune`` scored best for ``pipe.graph``'s Jaccard and combine rule, read from the
+    grid the model file records (``meta.tuning.grid``: every grid point scored on the validation identities, alone
+    and among the training faces; the same score and the same choice as the export). ``None`` when the file holds
+    no grid or the grid lacks the rule."""
+    rows = [r for r in pipe.meta.get("tuning", {}).get("grid", [])
+            if (r["jaccard"], r["combine"]) == (pipe.graph.jaccard, pipe.graph.combine)]
+    if not rows:
+        return None
+    best = max(rows, key=lambda r: r["score"])
+    return float(best["threshold"]), float(best["score"])
+
+
+def threshold_for_overrides(pipe: ClusteringPipeline, overrides: dict) -> tuple[float, float] | None:
+    """The validation threshold of an ablation (``pipe.graph`` already overridden): ``None`` when the overrides fix
+    the threshold or there are none; read from the recorded grid when they change only the rule (Jaccard,
+    combine), else chosen again on the checkpoint's validation identities (:func:`retune_threshold`)."""
+    if not overrides or "threshold" in overrides:
+        return None
+    if set(overrides) <= set(TUNED_FIELDS):
+        found = threshold_from_grid(pipe)
+        if found is not None:
+            return found
+    return retune_threshold(pipe)
+
+
 def run_model(dataset: str, name: str, path: str, splits: dict) -> list[dict]:
     """Rows of an exported model. ``path`` may end in ``@field=value,...`` to override its graph settings (an
     ablation of a non-learned part: ``@transform=exp``, ``@jaccard=all``, ...); the threshold is then chosen again
-    on the model's validation identities unless the overrides fix it too."""
+    on the model's validation identities unless the overrides fix it too (:func:`threshold_for_overrides`)."""
     path, _, spec = path.partition("@")
     pipe = ClusteringPipeline.load(path, device="cpu")
     overrides = parse_overrides(spec)
     pipe.graph = replace(pipe.graph, **overrides)
     tuned = None
-    if overrides and "threshold" not in overrides:
-        t, val_score = retune_threshold(pipe)
+    found = threshold_for_overrides(pipe, overrides)
+    if found is not None:
+        t, val_score = found
         pipe.graph = replace(pipe.graph, threshold=t)
         tuned = {"threshold": t, "val_score": round(val_score, 4)}
     rows = []

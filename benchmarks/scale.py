@@ -37,6 +37,7 @@ absolute error of its predicted k against the oracle k* per band of k*.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -48,8 +49,8 @@ from pathlib import Path
 import numpy as np
 
 from common import ROOT, largest_clusters  # noqa: I001  (benchmarks/ is the script folder)
-from quality import (GRID, baseline_k, baseline_params, hdbscan_params, parse_overrides, record, tune_baseline,
-                     tune_hdbscan)
+from quality import (GRID, baseline_k, baseline_params, hdbscan_params, parse_overrides, record,
+                     threshold_for_overrides, tune_baseline, tune_hdbscan)
 from baselines import hdbscan_cluster
 from facecluster.clustering.edges import oracle_k
 from facecluster.clustering.graph_config import GraphConfig
@@ -232,10 +233,21 @@ def _row(split: str, method: str, res: dict, params: dict, seconds: float) -> di
     return r
 
 
-def _model_spec(spec: str) -> tuple[str, str, dict]:
+@functools.lru_cache(maxsize=None)
+def _model_spec(spec: str) -> tuple[str, str, dict, dict | None]:
+    """``NAME=PATH[@field=value,...]`` -> name, path, graph overrides and, for an ablation that leaves the threshold
+    open, the validation threshold it gets (:func:`quality.threshold_for_overrides`; added to the overrides)."""
+    from facecluster.clustering.pipeline import ClusteringPipeline
+
     name, rest = spec.split("=", 1)
     path, _, over = rest.partition("@")
-    return name, path, parse_overrides(over)
+    overrides, tuned = parse_overrides(over), None
+    if overrides and "threshold" not in overrides:
+        pipe = ClusteringPipeline.load(path, device="cpu")
+        pipe.graph = replace(pipe.graph, **overrides)
+        t, score = threshold_for_overrides(pipe, overrides)
+        overrides, tuned = {**overrides, "threshold": t}, {"threshold": t, "val_score": round(score, 4)}
+    return name, path, overrides, tuned
 
 
 def run_split(split: str, files: tuple[str, str], args: argparse.Namespace, tuned: dict, mean: np.ndarray
@@ -248,7 +260,7 @@ def run_split(split: str, files: tuple[str, str], args: argparse.Namespace, tune
     rows: list[dict] = []
     method_seconds = None
     for spec in args.model:
-        name, path, overrides = _model_spec(spec)
+        name, path, overrides, tuned_on_val = _model_spec(spec)
         share = graph is None
         job = {"kind": "model", "split": split, "model": os.path.abspath(path), "overrides": overrides,
                "features": feats,
@@ -258,8 +270,8 @@ def run_split(split: str, files: tuple[str, str], args: argparse.Namespace, tune
         graph = res.get("graph", graph)
         seconds = sum(res["stages"].values())
         method_seconds = seconds if method_seconds is None else method_seconds
-        rows.append(_row(split, name, res, {**res.get("params", {}), "model": path, "overrides": overrides},
-                         seconds))
+        rows.append(_row(split, name, res, {**res.get("params", {}), "model": path, "overrides": overrides,
+                                            "retuned_on_val": tuned_on_val}, seconds))
         print(f"  {name} {split}: F_P {rows[-1]['pairwise_f']:.4f} F_B {rows[-1]['bcubed_f']:.4f} "
               f"({seconds:.0f} s, peak {res['peak_rss_mb']} MB)", flush=True)
     if args.methods and graph is None:
@@ -340,7 +352,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="+", type=int, default=[1, 3, 12], help="rungs, as multiples of the train size")
     ap.add_argument("--model", action="append", default=[], metavar="NAME=PATH[@field=value,...]",
-                    help="exported model (repeatable); @... overrides its graph settings (ablations)")
+                    help="exported model (repeatable); @... overrides its graph settings (ablations; a threshold left "
+                         "open is the validation one for the overridden rule)")
     ap.add_argument("--methods", nargs="*", default=["knn-infomap", "hdbscan", "topk-jaccard-oracle"],
                     choices=["knn-infomap", "fc-es", "hdbscan", "topk-jaccard-oracle"])
     ap.add_argument("--write-train", metavar="DIR", help="write DIR/train_{features,labels}.npy and exit")

@@ -73,16 +73,25 @@ def test_scale_ladder_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     pipe = ClusteringPipeline(fit_mean(feats), GraphConfig(k=80, threshold=0.05),
                               TopKPredictor(TopKConfig(**tiny)), SDT(SDTConfig(**tiny)),
                               knn={"method": "flat"}, device="cpu")
+    jac = pipe.graph.jaccard  # the grid export.py --tune records: an ablation that leaves the threshold open reads it
+    pipe.meta["tuning"] = {"grid": [{"jaccard": jac, "combine": c, "threshold": t, "score": sc} for c, t, sc in
+                                    [("product", 0.05, 0.9), ("jaccard", 0.3, 0.7), ("jaccard", 0.55, 0.8),
+                                     ("jaccard", 0.7, 0.75)]]}
     pipe.save("model.pt")
     scale_main(["--train-identities", "40", "--sizes", "1", "2", "--json", "out.json", "--model", "m=model.pt",
-                "--model", "m-nosdt=model.pt@combine=jaccard,threshold=0.0", "--workdir", "rungs", "--no-isolate"])
+                "--model", "m-nosdt=model.pt@combine=jaccard,threshold=0.0",
+                "--model", "m-open=model.pt@combine=jaccard", "--workdir", "rungs", "--no-isolate"])
     out = json.loads(Path("out.json").read_text())
     assert out["protocol"]["rungs"] == {"1x": {"n_identities": 40, "seed": 101}, "2x": {"n_identities": 80, "seed": 102}}
     rows = {(r["method"], r["split"]): r for r in out["records"]}
-    methods = {"knn-infomap", "hdbscan", "topk-jaccard-oracle", "m", "m-nosdt"}
+    methods = {"knn-infomap", "hdbscan", "topk-jaccard-oracle", "m", "m-nosdt", "m-open"}
     assert set(rows) == {(m, s) for m in methods for s in ("train", "1x", "2x")}
     assert rows["hdbscan", "1x"]["params"]["tuned_on"] == "train"
     assert rows["m-nosdt", "2x"]["params"]["combine"] == "jaccard" and rows["m", "2x"]["params"]["combine"] == "product"
+    nosdt = rows["m-nosdt", "2x"]["params"]
+    assert nosdt["threshold"] == 0.0 and nosdt["retuned_on_val"] is None
+    assert rows["m-open", "2x"]["params"]["threshold"] == 0.55  # the best Top-K Jaccard row of the grid, not 0.05
+    assert rows["m-open", "1x"]["params"]["retuned_on_val"] == {"threshold": 0.55, "val_score": 0.8}
     assert all(0.0 <= r["pairwise_f"] <= 1.0 and r["largest"] for r in out["records"])
     n_1x = len(make_synthetic(**rung_config(1, 40))[1])
     assert sum(band["faces"] for band in rows["m", "1x"]["k_error"]) == n_1x  # every face in one band of k*
