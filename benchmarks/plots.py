@@ -6,9 +6,9 @@
 * ``scale_ladder.png``: pairwise and BCubed F against the collection size for every method of every
   ``scale*.json`` (``benchmarks/scale.py``), whatever rows they hold; the train file, on which the baselines are
   tuned, is left out. The size is the rung's faces when the file records them, else its identities.
-* ``f_vs_threshold.png``: pairwise and BCubed F on the validation identities against the pruning threshold, for
-  each Jaccard variant and combine rule of a model file's ``export.py --tune`` grid (its meta), the chosen point
-  marked.
+* ``f_vs_threshold.png``: pairwise and BCubed F on the validation identities (alone, and among the training
+  faces where the record has both) against the pruning threshold, for each Jaccard variant and combine rule of a
+  model file's ``export.py --tune`` grid (its meta), the chosen point marked.
 * ``cluster_sizes.png``: how many clusters of each size the model makes on lfw-dlib test, next to the true
   identities' sizes (needs lfw-dlib; skipped with a message without it).
 """
@@ -100,8 +100,10 @@ def plot_scale_ladder(paths: list[Path], out: Path) -> Path:
 
 def plot_f_vs_threshold(model: Path, out: Path) -> Path:
     """``f_vs_threshold.png``: the ``export.py --tune`` grid of ``model`` (its meta), F against the threshold for
-    each (Jaccard variant, combine rule), the chosen point marked."""
+    each (Jaccard variant, combine rule) on each scored set (the validation identities alone, solid; among the
+    training faces, dashed, where the record has them), the chosen point marked."""
     from facecluster.clustering.pipeline import ClusteringPipeline
+    from facecluster.commands.export import grid_value, tuning_summary
 
     tuning = ClusteringPipeline.load(str(model), device="cpu").meta.get("tuning")
     if not tuning:
@@ -110,19 +112,28 @@ def plot_f_vs_threshold(model: Path, out: Path) -> Path:
     rules: dict[tuple[str, str], list[dict]] = {}
     for r in tuning["grid"]:
         rules.setdefault((r["jaccard"], r["combine"]), []).append(r)
-    best = tuning["best"]
+    chosen = tuning_summary(tuning)
+    sets = list(chosen["sets"])  # "val", and "val+train" (the same faces among the training faces) since issue 19
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharey=True)
     for ax, (key, title) in zip(axes, METRICS):
         for (jac, comb), rows in rules.items():
             rows = sorted(rows, key=lambda r: r["threshold"])
             weight = ("Top-K Jaccard" if jac == "topk" else f"Jaccard {jac}" if jac != "none" else "edge probability")
             label = f"{weight} x SDT" if comb == "product" else weight
-            ax.plot([r["threshold"] for r in rows], [r[key] for r in rows], marker=".", label=label)
-        ax.plot([best["threshold"]], [best[key]], "k*", ms=14, label="chosen (best mean of F_P and F_B)")
+            line, = ax.plot([r["threshold"] for r in rows], [grid_value(r, key, sets[0]) for r in rows], marker=".",
+                            label=label)
+            for name in sets[1:]:
+                ax.plot([r["threshold"] for r in rows], [grid_value(r, key, name) for r in rows], ls="--",
+                        color=line.get_color())
+        t = chosen["graph"]["threshold"]
+        ax.plot([t] * len(sets), [chosen["sets"][n][key] for n in sets], "k*", ms=14,
+                label="chosen (best worst-set mean of F_P and F_B)" if len(sets) > 1 else "chosen")
         ax.set_xlabel("pruning threshold")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel(f"F on the validation identities ({tuning['n_faces']:,} faces)")
+    faces = chosen["sets"][sets[0]]["n_faces"]
+    axes[0].set_ylabel(f"F on the validation identities ({faces:,} faces)" + (
+        "; dashed: among the training faces" if len(sets) > 1 else ""))
     axes[1].legend(fontsize=8, loc="lower left")
     fig.suptitle(f"Graph rule and threshold chosen by export.py --tune: {model.name}")
     fig.tight_layout()

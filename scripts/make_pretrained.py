@@ -7,8 +7,9 @@
    ``../shared/data/lfw-dlib``), one thread each, into ``artifacts/pretrained/seed<S>.pt`` (runs under
    ``runs/pretrained/seed<S>``). ``--reuse`` keeps a seed's file already there instead of training it again (a
    seed trains to the same weights on one thread; the record says which files were reused).
-2. Chooses ONE by its validation score: the best mean of pairwise and BCubed F that ``export.py --tune`` found on
-   the identities held out from lfw-dlib train (the ``tuning.best`` of each file's meta; ties go to the lowest
+2. Chooses ONE by its validation score: the score by which ``export.py --tune`` chose its graph rule on the
+   identities held out from lfw-dlib train (mean of pairwise and BCubed F, the worse of those faces alone and
+   among the training faces; :func:`~commands.export.tuning_summary` of each file's meta; ties go to the lowest
    seed), and copies it to ``--out``.
 3. Only then reads lfw-dlib test: every seed's pairwise / BCubed F (mean and sample standard deviation over the
    seeds: the spread of the recipe, not of the chosen file) and the chosen model's seconds per stage.
@@ -49,16 +50,21 @@ def train_seed(seed: int, folder: Path, out: Path) -> float:
 
 
 def validation(path: Path) -> dict:
-    """What ``export.py --tune`` recorded in the model file: the best grid point on the validation identities."""
+    """What ``export.py --tune`` recorded in the model file for its chosen grid point: the score it was chosen by
+    (the worse of the validation identities alone and among the training faces) and F per set
+    (:func:`~commands.export.tuning_summary`)."""
     from facecluster.clustering.pipeline import ClusteringPipeline
+    from facecluster.commands.export import tuning_summary
 
     tuning = ClusteringPipeline.load(str(path), device="cpu").meta.get("tuning")
     if not tuning:
         raise SystemExit(f"error: {path}: no validation tuning in its meta (exported without --tune?)")
-    best = tuning["best"]
-    return {"score": round(best["score"], 4), "pairwise_f": round(best["pairwise_f"], 4),
-            "bcubed_f": round(best["bcubed_f"], 4), "n_faces": tuning["n_faces"],
-            "graph": {k: best[k] for k in ("jaccard", "combine", "threshold")}}
+    t = tuning_summary(tuning)
+    val = t["sets"]["val"]
+    return {"score": round(t["score"], 4), "pairwise_f": round(val["pairwise_f"], 4),
+            "bcubed_f": round(val["bcubed_f"], 4), "n_faces": val["n_faces"], "graph": t["graph"],
+            "sets": {name: {m: round(v, 4) if isinstance(v, float) else v for m, v in st.items()}
+                     for name, st in t["sets"].items()}}
 
 
 def choose(val: dict[int, dict]) -> int:
@@ -139,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         "date": date.today().isoformat(),
         "model": repo_relative(out), "sha256": file_sha256(out), "bytes": out.stat().st_size,
         "chosen_seed": chosen,
-        "choice": "best validation score (mean of pairwise and BCubed F, export.py --tune's best grid point on the "
-                  "identities held out from lfw-dlib train); lfw-dlib test read only after the choice",
+        "choice": "best validation score (mean of pairwise and BCubed F at export.py --tune's chosen grid point, the "
+                  "worse of the identities held out from lfw-dlib train alone and among the training faces); "
+                  "lfw-dlib test read only after the choice",
         "recipe": "scripts/make_model.py: configs/experiment/lfw_topk.yaml, lfw_sdt.yaml, export.py --tune; "
                   "OMP_NUM_THREADS=1",
         "data": {"folder": str(folder), "sha256": data, "train": "features/train.bin (choice on its validation "

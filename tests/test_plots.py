@@ -55,6 +55,19 @@ def test_plots_write_pngs(tmp_path: Path) -> None:
     model = tiny_model(tmp_path / "m.pt", 0.7, np.full(128, 0.01, np.float32))
     path = plot_f_vs_threshold(model, tmp_path)
     assert path.name == "f_vs_threshold.png" and path.read_bytes()[:8] == PNG
+    # today's record: each grid point scored alone and among the training faces (both drawn)
+    from facecluster.clustering.pipeline import ClusteringPipeline
+
+    pipe = ClusteringPipeline.load(str(model), device="cpu")
+    rows = [{"jaccard": "none", "combine": "product", "threshold": t, "score": 0.8,
+             **{n: {"pairwise_f": 0.9 - t / 10, "bcubed_f": 0.8, "score": 0.85 - t / 10} for n in ("val", "val+train")}}
+            for t in (0.4, 0.5)]
+    pipe.meta = {"tuning": {"sets": {"val": {"n_faces": 50, "n_scored": 50}, "val+train": {"n_faces": 90,
+                                                                                         "n_scored": 50}},
+                            "chosen": rows[1], "grid": rows}}
+    pipe.save(str(tmp_path / "new.pt"))
+    path.unlink()
+    assert plot_f_vs_threshold(tmp_path / "new.pt", tmp_path).read_bytes()[:8] == PNG
     true = np.repeat(np.arange(50), np.arange(1, 51))
     path = plot_cluster_sizes(true, np.arange(len(true)), tmp_path, "t")
     assert path.name == "cluster_sizes.png" and path.read_bytes()[:8] == PNG

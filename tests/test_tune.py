@@ -59,3 +59,83 @@ def test_tune_scores_every_grid_point_on_both_sets_and_keeps_the_worse() -> None
     assert (cfg.jaccard, cfg.combine, cfg.threshold) in {(r["jaccard"], r["combine"], r["threshold"])
                                                          for r in table}
     assert record["best"]["score"] == max(r["score"] for r in table)
+
+
+def _model_file(tmp_path, **graph) -> tuple[str, FaceGraphDataModule]:
+    """A model file (no networks) whose meta records labelled training files, and the datamodule of that split."""
+    from facecluster.clustering.synthetic import make_synthetic
+
+    feats, labels = make_synthetic(SyntheticConfig(n_identities=60, dim=16, seed=3))
+    np.save(tmp_path / "f.npy", feats)
+    np.save(tmp_path / "l.npy", labels)
+    on = {"source": "files", "features": str(tmp_path / "f.npy"), "labels": str(tmp_path / "l.npy"),
+          "val_fraction": 0.3, "split_seed": 0}
+    dm = FaceGraphDataModule(source="files", features=on["features"], labels=on["labels"], k=10, val_fraction=0.3)
+    dm.setup("fit")
+    pipe = ClusteringPipeline(dm.mean, GraphConfig(k=10, transform="cosine", **graph), device="cpu",
+                              meta={"trained_on": on})
+    pipe.save(str(tmp_path / "m.pt"))
+    return str(tmp_path / "m.pt"), dm
+
+
+def test_export_model_retunes_a_file_on_its_rebuilt_split_and_keeps_its_setting_within_the_tolerance(
+        tmp_path, capsys) -> None:
+    from facecluster.commands.export import main
+
+    path, dm = _model_file(tmp_path, jaccard="none", combine="jaccard", threshold=0.9)
+    out = str(tmp_path / "out.pt")
+    # tolerance 0: the best grid point replaces the file's own, which scores lower
+    assert main(["--model", path, "--out", out, "--tune", "--tolerance", "0"]) == 0
+    new = ClusteringPipeline.load(out, device="cpu")
+    t = new.meta["tuning"]
+    assert t["sets"]["val"]["n_faces"] == len(dm.val_graph) and t["sets"]["val+train"]["n_scored"] == len(dm.val_graph)
+    assert new.graph.threshold == t["choice"]["best"]["threshold"] != 0.9 and "kept" not in t["choice"]
+    assert new.meta["retuned_from"]["graph"]["threshold"] == 0.9 and new.meta["trained_on"]["val_fraction"] == 0.3
+    np.testing.assert_array_equal(new.mean, dm.mean)
+    # a tolerance that covers it: the file's own setting stays, and the record says so
+    assert main(["--model", path, "--out", out, "--tune", "--tolerance", "1"]) == 0
+    kept = ClusteringPipeline.load(out, device="cpu")
+    assert (kept.graph.jaccard, kept.graph.threshold) == ("none", 0.9) and kept.meta["tuning"]["choice"]["kept"]
+    assert kept.meta["tuning"]["chosen"]["threshold"] == 0.9
+
+
+def test_export_model_refuses_what_it_cannot_retune(tmp_path, capsys) -> None:
+    import pytest
+
+    from facecluster.commands.export import main
+
+    path, _ = _model_file(tmp_path, jaccard="none", threshold=0.5)
+    out = str(tmp_path / "out.pt")
+    for argv in (["--model", path, "--out", out], ["--model", path, "--out", out, "--tune", "--threshold", "0.3"],
+                 ["--model", path, "--ckpt", "x.ckpt", "--out", out, "--tune"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+    pipe = ClusteringPipeline.load(path, device="cpu")
+    pipe.mean = pipe.mean + 1e-3  # the data or the split changed since: refused before anything is scored
+    pipe.save(str(tmp_path / "shifted.pt"))
+    assert main(["--model", str(tmp_path / "shifted.pt"), "--out", out, "--tune"]) == 2
+    assert "preprocessing mean differs" in capsys.readouterr().err
+    pipe.meta = {}
+    pipe.save(str(tmp_path / "bare.pt"))
+    assert main(["--model", str(tmp_path / "bare.pt"), "--out", out, "--tune"]) == 2
+    assert "records no labelled training files" in capsys.readouterr().err
+
+
+
+def test_tuning_summary_reads_both_records(tmp_path) -> None:
+    from facecluster.commands.export import grid_value, main, tuning_summary
+
+    path, dm = _model_file(tmp_path, jaccard="none", combine="jaccard", threshold=0.5)
+    assert main(["--model", path, "--out", str(tmp_path / "out.pt"), "--tune"]) == 0
+    tuning = ClusteringPipeline.load(str(tmp_path / "out.pt"), device="cpu").meta["tuning"]
+    t = tuning_summary(tuning)
+    assert set(t["sets"]) == {"val", "val+train"} and t["sets"]["val"]["n_faces"] == len(dm.val_graph)
+    assert t["score"] == min(s["score"] for s in t["sets"].values()) and t["graph"]["threshold"] == 0.5
+    row = tuning["grid"][0]
+    assert grid_value(row, "bcubed_f", "val+train") == row["val+train"]["bcubed_f"]
+    old = {"n_faces": 50, "best": {"jaccard": "none", "combine": "product", "threshold": 0.45, "pairwise_f": 0.9,
+                                   "bcubed_f": 0.8, "score": 0.85}}  # the earlier --tune: validation alone
+    assert tuning_summary(old) == {"graph": {"jaccard": "none", "combine": "product", "threshold": 0.45},
+                                   "score": 0.85, "sets": {"val": {"pairwise_f": 0.9, "bcubed_f": 0.8, "score": 0.85,
+                                                                   "n_faces": 50}}}
+    assert grid_value(old["best"], "pairwise_f") == 0.9

@@ -19,6 +19,14 @@ holds at the training density is not chosen. The best score is kept; the setting
 seeds of it (``--tolerance``, 0.005) are recorded (:func:`choose`, which says why the simplest of them is not
 preferred). Test data is never
 looked at. Without ``--tune`` the values given on the command line are used.
+
+``--model FILE --tune`` chooses them again for an exported model file, its networks and mean as they are (a file
+tuned under an earlier rule, or one whose checkpoint is gone): the validation split is rebuilt from the training
+data the file records (``meta.trained_on``: files only, which must still be there) and checked against the file's
+preprocessing mean, bit for bit, before anything is scored; the file's other graph settings are kept, and so is
+its Jaccard / combine / threshold when it scores within ``--tolerance`` of the best (:func:`keep_incumbent`).
+
+    python export.py --model pretrained/dlib128.pt --out model.pt --tune
 """
 from __future__ import annotations
 
@@ -85,6 +93,27 @@ def val_split(ckpt: dict):
     dm.setup("fit")
     if dm.val_graph is None:
         raise SystemExit("error: the checkpoint's datamodule has no validation split (val_fraction=0): cannot --tune")
+    return dm
+
+
+def model_val_split(pipe: ClusteringPipeline, path: str):
+    """The validation split an exported model was trained beside, rebuilt from its ``meta.trained_on`` (labelled
+    files, the split fraction and seed) with the file's K and feature width, and checked against its mean (an
+    :class:`InputError` when the data or the split changed)."""
+    from facecluster.datamodules import FaceGraphDataModule
+
+    on = pipe.meta.get("trained_on") or {}
+    if on.get("source") != "files" or not on.get("features") or not on.get("labels"):
+        raise InputError(f"{path}: the file records no labelled training files (meta.trained_on: {on or 'none'}); "
+                         "--tune needs them to rebuild its validation split: export from the checkpoint (--ckpt)")
+    if not on.get("val_fraction"):
+        raise InputError(f"{path}: trained without a validation split (val_fraction {on.get('val_fraction')}): "
+                         "nothing to --tune on")
+    dm = FaceGraphDataModule(source="files", features=on["features"], labels=on["labels"], dim=pipe.feat_dim,
+                             k=pipe.graph.k, val_fraction=on["val_fraction"], split_seed=on.get("split_seed", 0))
+    if pipe.mean is not None:
+        dm.load_state_dict({"mean": torch.from_numpy(pipe.mean)})  # checked bit for bit by setup
+    dm.setup("fit")
     return dm
 
 
@@ -202,10 +231,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     "preprocessing mean and the graph settings (--tune: chosen on the checkpoint's validation "
                     "identities, never on test data).\n\n"
                     "examples:\n  %(prog)s --ckpt runs/lfw/sdt/checkpoints/best.ckpt --out model.pt --tune\n"
-                    "  %(prog)s --ckpt best.ckpt --out model.pt --combine jaccard --threshold 0.1",
+                    "  %(prog)s --ckpt best.ckpt --out model.pt --combine jaccard --threshold 0.1\n"
+                    "  %(prog)s --model pretrained/dlib128.pt --out model.pt --tune",
         epilog="How --tune chooses: facecluster/commands/export.py and the README (\"Quality\").",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ckpt", required=True, help="SDTModule or TopKModule checkpoint")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--ckpt", help="SDTModule or TopKModule checkpoint")
+    src.add_argument("--model", help="an exported model file to --tune again (its networks and mean kept)")
     ap.add_argument("--out", required=True, help="model file to write")
     ap.add_argument("--tune", action="store_true", help="choose jaccard/combine/threshold on the val split")
     ap.add_argument("--tolerance", type=float, default=TOLERANCE,
@@ -222,39 +254,99 @@ def main(argv: list[str] | None = None) -> int:
         graph = graph_from_args(args)  # checked before the checkpoint is read; K is the checkpoint's
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
+    if args.model:
+        given = [f"--{name.replace('_', '-')}" for name, value in graph.to_dict().items()
+                 if name != "k" and value != getattr(GraphConfig(), name)]
+        if not args.tune or given:
+            raise SystemExit("error: --model re-chooses an exported model's graph settings: give --tune, and no "
+                             f"graph option (the file's own are kept){': got ' + ' '.join(given) if given else ''}")
     try:
-        module, ckpt = load_module(args.ckpt)
-    except InputError as err:  # a missing or unreadable checkpoint, or one holding objects that are never loaded
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        if args.model:
+            pipe, dm = _from_model(args.model)
+        else:
+            pipe, dm = _from_checkpoint(args.ckpt, graph, args.description, args.tune)
+    except InputError as err:  # a missing or unreadable file, one holding objects that are never loaded, a split
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)  # that no longer matches
         return 2
+    if args.tune:
+        sets = tune_sets(dm)
+        graph, table, choice = tune(pipe, sets, pipe.graph, tolerance=args.tolerance)
+        if args.model:
+            graph = keep_incumbent(pipe.graph, graph, choice)
+        pipe.graph = graph
+        chosen = next(r for r in table if (r["jaccard"], r["combine"], r["threshold"]) ==
+                      (graph.jaccard, graph.combine, graph.threshold))
+        pipe.meta["tuning"] = {"split": "val (identities held out from training), alone and among the training faces",
+                               "sets": {s.name: {"n_faces": int(len(s.labels)),
+                                                 "n_scored": int(len(s.labels) if s.mask is None else s.mask.sum())}
+                                        for s in sets},
+                               "chosen": chosen, "choice": choice, "grid": table}
+        print(f"tuned on val ({len(dm.val_graph)} faces, alone and among {len(dm.train_graph)} training faces): "
+              f"{json.dumps({k: chosen[k] for k in ('jaccard', 'combine', 'threshold')})} -> "
+              + ", ".join(f"{s.name} F_P {chosen[s.name]['pairwise_f']:.4f} F_B {chosen[s.name]['bcubed_f']:.4f}"
+                          for s in sets))
+    pipe.save(args.out)
+    print(f"wrote {args.out}: graph {json.dumps(pipe.graph.to_dict())}")
+    return 0
+
+
+def tuning_summary(tuning: dict) -> dict:
+    """The chosen grid point of a model file's ``meta.tuning``, flat: its rule, its score (the worse set's) and, per
+    scored set, F_P, F_B, score and faces. Reads the record of the earlier ``--tune`` too (``best`` and ``n_faces``:
+    the validation identities alone, one set ``"val"``)."""
+    key = ("jaccard", "combine", "threshold")
+    if "chosen" in tuning:
+        row = tuning["chosen"]
+        sets = {name: {**{m: row[name][m] for m in ("pairwise_f", "bcubed_f", "score")}, "n_faces": info["n_faces"]}
+                for name, info in tuning["sets"].items()}
+    else:
+        row = tuning["best"]
+        sets = {"val": {**{m: row[m] for m in ("pairwise_f", "bcubed_f", "score")}, "n_faces": tuning["n_faces"]}}
+    return {"graph": {k: row[k] for k in key}, "score": row["score"], "sets": sets}
+
+
+def grid_value(row: dict, metric: str, set_name: str = "val") -> float:
+    """``metric`` of one grid row on one scored set (the earlier record has the validation set's at the top)."""
+    return row[set_name][metric] if set_name in row else row[metric]
+
+
+def keep_incumbent(incumbent: GraphConfig, best: GraphConfig, choice: dict) -> GraphConfig:
+    """A re-tuned file keeps its own setting when that is among the candidates within the tolerance of the best
+    (a default changes only for a gain beyond the spread of training seeds); ``choice["kept"]`` says which."""
+    key = ("jaccard", "combine", "threshold")
+    own = tuple(getattr(incumbent, k) for k in key)
+    if own != tuple(getattr(best, k) for k in key) and any(tuple(c[k] for k in key) == own
+                                                            for c in choice["candidates"]):
+        choice["kept"] = {**dict(zip(key, own)), "why": f"the file's own setting, within {choice['tolerance']} "
+                                                         "of the best"}
+        return replace(best, **dict(zip(key, own)))
+    return best
+
+
+def _from_checkpoint(path: str, graph: GraphConfig, description: str, tune: bool):
+    """The pipeline of a checkpoint with ``graph`` (K the datamodule's) and its provenance, and, for ``tune``,
+    its datamodule's validation split."""
+    module, ckpt = load_module(path)
     dm_hp = ckpt.get("datamodule_hyper_parameters", {})
     graph = replace(graph, k=int(dm_hp.get("k", graph.k)))
     mean_state = ckpt.get("FaceGraphDataModule", {}).get("mean")
     mean = None if mean_state is None else np.asarray(mean_state, dtype=np.float32)
     pipe = module.pipeline(graph, mean, device="cpu")
-    meta = {"description": args.description, "checkpoint": args.ckpt, "epoch": ckpt.get("epoch"),
-            "trained_on": {k: dm_hp.get(k) for k in ("source", "features", "labels", "val_fraction", "split_seed")},
-            "module": type(module).__name__, "versions": {"torch": str(torch.__version__)}}
-    if args.tune:
-        dm = val_split(ckpt)
-        sets = tune_sets(dm)
-        graph, table, choice = tune(pipe, sets, graph, tolerance=args.tolerance)
-        pipe.graph = graph
-        chosen = next(r for r in table if (r["jaccard"], r["combine"], r["threshold"]) ==
-                      (graph.jaccard, graph.combine, graph.threshold))
-        meta["tuning"] = {"split": "val (identities held out from training), alone and among the training faces",
-                          "sets": {s.name: {"n_faces": int(len(s.labels)),
-                                            "n_scored": int(len(s.labels) if s.mask is None else s.mask.sum())}
-                                   for s in sets},
-                          "chosen": chosen, "choice": choice, "grid": table}
-        print(f"tuned on val ({len(dm.val_graph)} faces, alone and among {len(dm.train_graph)} training faces): "
-              f"{json.dumps({k: chosen[k] for k in ('jaccard', 'combine', 'threshold')})} -> "
-              + ", ".join(f"{s.name} F_P {chosen[s.name]['pairwise_f']:.4f} F_B {chosen[s.name]['bcubed_f']:.4f}"
-                          for s in sets))
-    pipe.meta = meta
-    pipe.save(args.out)
-    print(f"wrote {args.out}: graph {json.dumps(graph.to_dict())}")
-    return 0
+    pipe.meta = {"description": description, "checkpoint": path, "epoch": ckpt.get("epoch"),
+                 "trained_on": {k: dm_hp.get(k) for k in ("source", "features", "labels", "val_fraction",
+                                                          "split_seed")},
+                 "module": type(module).__name__, "versions": {"torch": str(torch.__version__)}}
+    return pipe, (val_split(ckpt) if tune else None)
+
+
+def _from_model(path: str):
+    """An exported model file, its earlier choice kept in its meta (``retuned_from``), and its validation split."""
+    pipe = ClusteringPipeline.load(path, device="cpu")
+    dm = model_val_split(pipe, path)
+    earlier = pipe.meta.pop("tuning", None)
+    pipe.meta["retuned_from"] = {"file": path, "graph": pipe.graph.to_dict(),
+                                 "chosen": None if earlier is None else earlier.get("best", earlier.get("chosen"))}
+    return pipe, dm
 
 
 if __name__ == "__main__":
