@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"graph option (the file's own are kept){': got ' + ' '.join(given) if given else ''}")
     try:
         if args.model:
-            pipe, dm = _from_model(args.model)
+            pipe, dm = _from_model(args.model, args.description)
         else:
             pipe, dm = _from_checkpoint(args.ckpt, graph, args.description, args.tune)
     except InputError as err:  # a missing or unreadable file, one holding objects that are never loaded, a split
@@ -276,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         pipe.graph = graph
         chosen = next(r for r in table if (r["jaccard"], r["combine"], r["threshold"]) ==
                       (graph.jaccard, graph.combine, graph.threshold))
-        pipe.meta["tuning"] = {"split": "val (identities held out from training), alone and among the training faces",
+        pipe.meta["tuning"] = {"split": "val (identities held out from training), alone and among the training "
+                                        "faces",
                                "sets": {s.name: {"n_faces": int(len(s.labels)),
                                                  "n_scored": int(len(s.labels) if s.mask is None else s.mask.sum())}
                                         for s in sets},
@@ -339,9 +340,12 @@ def _from_checkpoint(path: str, graph: GraphConfig, description: str, tune: bool
     return pipe, (val_split(ckpt) if tune else None)
 
 
-def _from_model(path: str):
-    """An exported model file, its earlier choice kept in its meta (``retuned_from``), and its validation split."""
+def _from_model(path: str, description: str):
+    """An exported model file, its earlier choice kept in its meta (``retuned_from``; ``description`` replaces its
+    own when given), and its validation split."""
     pipe = ClusteringPipeline.load(path, device="cpu")
+    if description:
+        pipe.meta["description"] = description
     dm = model_val_split(pipe, path)
     earlier = pipe.meta.pop("tuning", None)
     pipe.meta["retuned_from"] = {"file": path, "graph": pipe.graph.to_dict(),
