@@ -15,6 +15,10 @@ queries only, the search time of all N extrapolated from theirs), then
 * ``recall``: the share of the exact K neighbours found, over the sampled queries (self included);
 * ``same_identity_recall``: the same over the exact neighbours of the query's own identity (those the clustering
   needs);
+* ``expansion`` (whole graph only, an approximate index, ``--expand`` rounds: the config's default): both
+  recalls and the seconds after each round of neighbour expansion (:func:`clustering.knn.expand_neighbours`;
+  the second round's seconds include the exact re-search of the config's ``research`` share of faces),
+  the first entry the index's own graph; ``recall`` and ``same_identity_recall`` are then the last round's;
 * with the whole graph (not ``--sample-only``): F_P / F_B of the model's pipeline on that graph (``--model``: the
   networks, the Jaccard, Infomap) and of the baselines (cosine kNN + Infomap at its threshold tuned on the train
   file, the oracle-k Top-K Jaccard), to compare with ``flat`` (the exact graph) on the same rung.
@@ -34,7 +38,7 @@ from common import ROOT  # noqa: I001  (benchmarks/ is the script folder)
 from quality import baseline_k, tune_baseline
 from scale import K, TRAIN, ensure_split, job_main, rung_config, run_job
 from facecluster.clustering.graph_config import GraphConfig
-from facecluster.clustering.knn import knn_index, knn_query, knn_search
+from facecluster.clustering.knn import expand_neighbours, knn_index, knn_query, knn_search, research_weakest
 from facecluster.clustering.knn_config import KNN_METHODS, KnnConfig
 from facecluster.clustering.metrics import evaluate
 from facecluster.clustering.preprocess import fit_mean, preprocess
@@ -56,21 +60,34 @@ def job_method(job: dict) -> dict:
     with np.load(job["truth"]) as truth:
         queries, exact = truth["queries"], truth["nbrs"]
     with timer("build"):
-        index = knn_index(x, K, cfg, device="cpu")
+        index = knn_index(x, K, replace(cfg, expand=0), device="cpu")       # the expansion rounds timed below
     q_ids = queries if job["sample_only"] else None
     with timer("search"):
         nbrs, sims = knn_query(x, None if q_ids is None else x[q_ids], K, query_ids=q_ids, index=index)
     method = index.method
     del index
-    found = nbrs if job["sample_only"] else nbrs[queries]
     labels = np.load(job["labels"])
-    hit = (found[:, :, None] == exact[:, None, :]).any(axis=1)               # (Q, K): exact neighbour found
     same = labels[exact] == labels[queries][:, None]
+
+    def recalls(found: np.ndarray) -> dict:
+        hit = (found[:, :, None] == exact[:, None, :]).any(axis=1)           # (Q, K): exact neighbour found
+        return {"recall": round(float(hit.mean()), 4), "same_identity_recall": round(float(hit[same].mean()), 4)}
+
     out = {"method": method, "n": int(len(x)), "queries": int(len(queries)),
-           "recall": round(float(hit.mean()), 4), "same_identity_recall": round(float(hit[same].mean()), 4),
-           "seconds": {s: round(v, 2) for s, v in timer.seconds.items()},
+           **recalls(nbrs if job["sample_only"] else nbrs[queries])}
+    if not job["sample_only"] and method != "flat" and cfg.expand:
+        out["expansion"] = [{"rounds": 0, **recalls(nbrs[queries]), "seconds": 0.0}]
+        for r in range(1, cfg.expand + 1):
+            with timer(f"expand{r}"):
+                if r == 2 and cfg.research:  # where expand_neighbours runs it: after the first round
+                    research_weakest(x, nbrs, sims, cfg.research, threads=job["threads"])
+                expand_neighbours(x, nbrs, sims, rounds=1, width=cfg.expand_width)
+            out["expansion"].append({"rounds": r, **recalls(nbrs[queries]),
+                                     "seconds": round(timer.seconds[f"expand{r}"], 2)})
+        out.update(recalls(nbrs[queries]))
+    out.update({"seconds": {s: round(v, 2) for s, v in timer.seconds.items()},
            "cpu_seconds": {s: round(v, 2) for s, v in timer.cpu_seconds.items()},
-           "peak_mb": {s: round(v) for s, v in timer.peak.items()}}
+           "peak_mb": {s: round(v) for s, v in timer.peak.items()}})
     if job["sample_only"]:
         out["search_seconds_all"] = round(timer.seconds["search"] * len(x) / len(queries), 1)
         return out
@@ -100,6 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sizes", nargs="+", type=int, default=[12], help="rungs, as multiples of the train size")
     ap.add_argument("--methods", nargs="+", default=["flat", "ivf", "ivfsq", "hnsw"], choices=KNN_METHODS)
     ap.add_argument("--nprobe", type=int, default=KnnConfig.nprobe, help="IVF lists probed per query")
+    ap.add_argument("--expand", type=int, default=KnnConfig.expand,
+                    help="rounds of neighbour expansion after an approximate search (whole graph only; 0: none)")
     ap.add_argument("--queries", type=int, default=2000, help="sampled queries for the recall")
     ap.add_argument("--sample-only", action="store_true",
                     help="search the sampled queries only (no clustering): the affordable check at 1M faces")
@@ -142,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{split}: exact neighbours of {len(queries)} queries in {time.perf_counter() - t0:.0f} s",
                   flush=True)
         for method in args.methods:
-            knn = replace(KnnConfig(), method=method, nprobe=args.nprobe).to_dict()
+            knn = replace(KnnConfig(), method=method, nprobe=args.nprobe, expand=args.expand).to_dict()
             job = {"kind": "method", "features": feats, "labels": labels, "truth": truth, "mean": mean.tolist(),
                    "knn": knn, "threads": args.threads, "sample_only": args.sample_only, "baselines": tuned,
                    "model": os.path.abspath(args.model) if args.model else None}

@@ -19,6 +19,10 @@ from facecluster.clustering.pipeline import ClusteringPipeline
     ({"seed": -1}, "seed must be an integer >= 0"),
     ({"flat_max": True}, "flat_max must be an integer"),
     ({"nprobes": 8}, "unknown kNN option 'nprobes'"),
+    ({"expand": -1}, "expand must be an integer >= 0"),
+    ({"expand_width": 0}, "expand_width must be an integer >= 1"),
+    ({"research": 1.5}, "research must be a share in"),
+    ({"research": True}, "research must be a share in"),
 ])
 def test_bad_options_are_refused_where_they_are_made(options: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

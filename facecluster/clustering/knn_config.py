@@ -27,6 +27,13 @@ class KnnConfig:
         nprobe: IVF lists probed per query.
         pq_m: IVF-PQ bytes per face (sub-quantisers of 8 bits; must divide d).
         refine: a quantised index (ivfsq, ivfpq) fetches refine x K candidates, re-scored by exact cosine.
+        expand: rounds of neighbour expansion after an approximate search (not ``flat``): each face's list merged
+            with its reverse neighbours and its ``expand_width`` nearest neighbours' own ``expand_width`` nearest,
+            re-scored by exact cosine, the best K kept (:func:`~clustering.knn.expand_neighbours`); 0: off.
+        expand_width: neighbours followed per face and per neighbour in each expansion round.
+        research: with ``expand >= 2``, the share of faces (0..1) searched again exactly after the first expansion
+            round: those whose nearest neighbour is the least similar (faces whose identity-mates sit in lists
+            the index did not probe); the remaining rounds carry what they found to those mates.
         hnsw_m: HNSW graph degree.
         ef_search: HNSW search breadth (at least 2K is used).
         seed: seed of the IVF training sample.
@@ -41,6 +48,9 @@ class KnnConfig:
     nprobe: int = 64
     pq_m: int = 32
     refine: int = 2
+    expand: int = 2
+    expand_width: int = 10
+    research: float = 0.1
     hnsw_m: int = 32
     ef_search: int = 128
     seed: int = 0
@@ -52,7 +62,12 @@ class KnnConfig:
         for f in fields(self):
             if f.name == "method":
                 continue
-            value, lo = getattr(self, f.name), 0 if f.name == "seed" else 1
+            if f.name == "research":
+                if isinstance(self.research, bool) or not isinstance(self.research, (int, float)) \
+                        or not 0 <= self.research <= 1:
+                    raise ValueError(f"kNN option research must be a share in [0, 1], got {self.research!r}")
+                continue
+            value, lo = getattr(self, f.name), 0 if f.name in ("seed", "expand") else 1
             if value is None and f.name in ("nlist", "threads"):
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or value < lo:
