@@ -38,7 +38,7 @@ from common import ROOT  # noqa: I001  (benchmarks/ is the script folder)
 from quality import baseline_k, tune_baseline
 from scale import K, TRAIN, ensure_split, job_main, rung_config, run_job
 from facecluster.clustering.graph_config import GraphConfig
-from facecluster.clustering.knn import expand_neighbours, knn_index, knn_query, knn_search, research_weakest
+from facecluster.clustering.knn import expand_neighbours, knn_index, knn_query, knn_search
 from facecluster.clustering.knn_config import KNN_METHODS, KnnConfig
 from facecluster.clustering.metrics import evaluate
 from facecluster.clustering.preprocess import fit_mean, preprocess
@@ -79,9 +79,8 @@ def job_method(job: dict) -> dict:
         out["expansion"] = [{"rounds": 0, **recalls(nbrs[queries]), "seconds": 0.0}]
         for r in range(1, cfg.expand + 1):
             with timer(f"expand{r}"):
-                if r == 2 and cfg.research:  # where expand_neighbours runs it: after the first round
-                    research_weakest(x, nbrs, sims, cfg.research, threads=job["threads"])
-                expand_neighbours(x, nbrs, sims, rounds=1, width=cfg.expand_width)
+                expand_neighbours(x, nbrs, sims, rounds=1, first_round=r - 1, width=cfg.expand_width,
+                                  research=cfg.research, threads=job["threads"])
             out["expansion"].append({"rounds": r, **recalls(nbrs[queries]),
                                      "seconds": round(timer.seconds[f"expand{r}"], 2)})
         out.update(recalls(nbrs[queries]))

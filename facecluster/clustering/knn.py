@@ -406,8 +406,8 @@ def research_weakest(x: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, share: f
 
 
 def expand_neighbours(x: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, *, rounds: int = 2, width: int = 10,
-                      research: float = 0.0, block: int = 2048, progress: bool = False, threads: int | None = None
-                      ) -> tuple[np.ndarray, np.ndarray]:
+                      research: float = 0.0, block: int = 2048, progress: bool = False, threads: int | None = None,
+                      first_round: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Improve an approximate kNN graph **in place** by neighbour expansion (NN-descent steps), vectorised.
 
     In each round, every face's candidates are its K current neighbours, its **reverse** neighbours (up to
@@ -430,6 +430,8 @@ def expand_neighbours(x: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, *, roun
             (:func:`research_weakest`: those whose nearest neighbour is the least similar, the faces an IVF index
             failed); the later rounds give what they found to their mates through the reverse lists.
         threads: faiss threads of that exact search (None: faiss's own).
+        first_round: the number of rounds already run on these lists (a caller running the rounds one at a time,
+            to measure each, passes ``rounds=1, first_round=r``: the re-search then comes where it would).
 
     Returns:
         ``(nbrs, sims)``, the same arrays.
@@ -441,12 +443,12 @@ def expand_neighbours(x: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, *, roun
     if rounds <= 0 or w <= 0 or n <= k:
         return nbrs, sims
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    for r in range(rounds):
+    for r in range(first_round, first_round + rounds):
         if r == 1 and research > 0:
             research_weakest(x, nbrs, sims, research, threads=threads)
         rev_i, rev_s = _reverse_neighbours(nbrs, sims, w)
-        for start in tqdm(range(0, n, block), desc=f"kNN expansion {r + 1}/{rounds}", disable=not progress,
-                          unit="block"):
+        for start in tqdm(range(0, n, block), desc=f"kNN expansion {r + 1}/{first_round + rounds}",
+                          disable=not progress, unit="block"):
             stop = min(n, start + block)
             new = torch.from_numpy(nbrs[nbrs[start:stop, 1:w + 1], 1:w + 1].astype(np.int64)).flatten(1)
             cand = torch.cat([torch.from_numpy(nbrs[start:stop].astype(np.int64)),
