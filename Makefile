@@ -51,17 +51,15 @@ bench-quality: venv
 	$(PY) benchmarks/quality.py --datasets lfw-dlib synthetic --json benchmarks/results/quality.json
 
 # the scale ladder over 3 synthetic train files x 2 training seeds (benchmarks/ladder.py; issue 19): each file's
-# train set, 2 models each (scripts/make_model.py with the synthetic recipe below, 2 at a time on one thread each),
+# train set, 2 models each (scripts/make_model.py with the synthetic recipe, 2 at a time on one thread each),
 # every rung (1x, 3x, 12x of 1,100 identities) with the baselines; mean, sd and worst draw per rung. Resumes: a step
 # whose output exists in artifacts/ladder is skipped. Several hours of CPU on 2 cores.
-# The synthetic recipe: relational tokens (rows of the neighbourhood's similarity matrix) with a rank-4 feature
-# bottleneck; lfw-dlib keeps feature tokens (its validation identities prefer them; README "Quality as the
-# collection grows").
-SYNTHETIC_RECIPE ?= --extra --model.init_args.model.init_args.config.relational=true \
-	--model.init_args.model.init_args.config.feature_rank=4 --trainer.enable_progress_bar=false
+# The synthetic recipe (SYNTHETIC_RECIPE in benchmarks/ladder.py, the default of its --make-model-args): relational
+# tokens (rows of the neighbourhood's similarity matrix) with a rank-4 feature bottleneck; lfw-dlib keeps feature
+# tokens (its validation identities prefer them; README "Quality as the collection grows").
 bench-scale: venv
 	$(PY) benchmarks/ladder.py --files 11:1100 101:1350 13:1200 --train-seeds 0 1 \
-		--make-model-args "$(SYNTHETIC_RECIPE)" --variant "no SDT=@combine=jaccard" \
+		--variant "no SDT=@combine=jaccard" \
 		--workdir artifacts/ladder --json benchmarks/results/ladder.json
 
 bench-speed: venv

@@ -15,7 +15,10 @@ Steps, each skipped when its output exists (so an interrupted run resumes and a 
 ``DIR/f{S}/train_{features,labels}.npy`` (:mod:`scale` ``--write-train``); ``DIR/f{S}/model_s{T}.pt``
 (``scripts/make_model.py``, ``--jobs`` at a time, each on one thread); ``DIR/f{S}/scale.json`` (:mod:`scale`
 with every model of the file and ``--variant`` ablations, ``--jobs`` files at a time: each file's rungs and their
-graphs are in ``DIR/f{S}/rungs``). ``--make-model-args`` go to every ``make_model.py``.
+graphs are in ``DIR/f{S}/rungs``). ``--make-model-args`` go to every ``make_model.py``: by default the synthetic
+recipe (:data:`SYNTHETIC_RECIPE`: relational tokens with a rank-4 feature bottleneck, README "Quality as the
+collection grows"), so that one draw retrained alone is the model ``make bench-scale`` trains; ``--make-model-args
+""`` trains ``make model``'s recipe (feature tokens, lfw-dlib's) instead.
 """
 from __future__ import annotations
 
@@ -33,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FILES = ("11:1100", "101:1350", "13:1200")   # train files: generator seed : identities
 SEEDS = (0, 1)                                 # training seeds per file
 RUNG_IDENTITIES = 1100                         # the 1x rung (scale.py's train size)
+SYNTHETIC_RECIPE = ("--extra --model.init_args.model.init_args.config.relational=true "  # make_model.py arguments
+                    "--model.init_args.model.init_args.config.feature_rank=4 --trainer.enable_progress_bar=false")
 METHOD = "method"                              # the row name of the models as trained
 
 
@@ -110,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", default="artifacts/ladder", help="train files, models and per-file results")
     ap.add_argument("--jobs", type=int, default=2, help="trainings, then files' ladders, at a time (each on one "
                                                          "thread)")
-    ap.add_argument("--make-model-args", default="", help="extra arguments of every scripts/make_model.py run")
+    ap.add_argument("--make-model-args", default=SYNTHETIC_RECIPE,
+                    help="extra arguments of every scripts/make_model.py run (default: the synthetic recipe, "
+                         "%(default)s)")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=@field=value,...",
                     help="also read every model with these graph overrides (an ablation row), repeatable")
     ap.add_argument("--methods", nargs="*", default=["knn-infomap", "hdbscan", "topk-jaccard-oracle"],
