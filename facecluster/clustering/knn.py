@@ -297,14 +297,17 @@ def _exact_rescore(x: np.ndarray, query: np.ndarray, ids: np.ndarray, k: int, bl
     gathered at a time: 40 MB for 160 candidates of 256-d faces)."""
     import torch
 
+    from .subgraphs import gather_rows
+
     xt = torch.from_numpy(x)
-    m = ids.shape[0]
+    m, c = ids.shape
     out_i = np.empty((m, k), dtype=ids.dtype)
     out_s = np.empty((m, k), dtype=np.float32)
+    buf = xt.new_empty(min(block, m) * c, xt.shape[1])
     for start in range(0, m, block):
         cand = torch.from_numpy(ids[start:start + block])
         q = torch.from_numpy(query[start:start + block])
-        s = torch.bmm(xt[cand.clamp(min=0)], q[:, :, None])[:, :, 0]            # (B, C) exact cosines
+        s = torch.bmm(gather_rows(xt, cand.clamp(min=0), buf), q[:, :, None])[:, :, 0]  # (B, C) exact cosines
         s = s.masked_fill(cand < 0, -float("inf"))
         top_s, top = torch.sort(s, dim=1, descending=True, stable=True)
         out_i[start:start + len(cand)] = torch.gather(cand, 1, top[:, :k]).numpy()
@@ -438,11 +441,14 @@ def expand_neighbours(x: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, *, roun
     """
     import torch
 
+    from .subgraphs import gather_rows
+
     n, k = nbrs.shape
     w = min(width, k - 1)
     if rounds <= 0 or w <= 0 or n <= k:
         return nbrs, sims
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    buf = xt.new_empty(min(block, n) * w * w, xt.shape[1])
     for r in range(first_round, first_round + rounds):
         if r == 1 and research > 0:
             research_weakest(x, nbrs, sims, research, threads=threads)
@@ -453,7 +459,7 @@ def expand_neighbours(x: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, *, roun
             new = torch.from_numpy(nbrs[nbrs[start:stop, 1:w + 1], 1:w + 1].astype(np.int64)).flatten(1)
             cand = torch.cat([torch.from_numpy(nbrs[start:stop].astype(np.int64)),
                               torch.from_numpy(rev_i[start:stop].astype(np.int64)), new], dim=1)
-            score = torch.bmm(xt[new], xt[start:stop, :, None])[:, :, 0]                    # exact cosines
+            score = torch.bmm(gather_rows(xt, new, buf), xt[start:stop, :, None])[:, :, 0]   # exact cosines
             score = torch.cat([torch.from_numpy(sims[start:stop]), torch.from_numpy(rev_s[start:stop]), score], 1)
             score[:, 0] = float("inf")                                                      # self stays first
             ids, order = torch.sort(cand, dim=1, stable=True)       # a repeated id: its first column is kept
