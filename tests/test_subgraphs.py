@@ -15,7 +15,7 @@ def test_gather_rows_into_a_buffer_is_the_plain_gather() -> None:
     buf = torch.full((40, 6), 7.0)
     for ids in (torch.tensor([3, 3, 49, 0]), torch.randint(0, 50, (4, 5), dtype=torch.int32),
                 torch.randint(0, 50, (2, 3, 4))):
-        out = gather_rows(x, ids.long(), buf)
+        out = gather_rows(x, ids, buf)
         assert out.shape == (*ids.shape, 6) and out.data_ptr() == buf.data_ptr()
         torch.testing.assert_close(out, x[ids.long()], rtol=0, atol=0)
         assert (buf[ids.numel():] == 7.0).all()

@@ -11,7 +11,7 @@ __all__ = ["gather_rows", "gather_subgraphs"]
 
 
 def gather_rows(x: torch.Tensor, ids: torch.Tensor, buf: torch.Tensor | None = None) -> torch.Tensor:
-    """``x[ids]`` for ``(N, d)`` rows ``x`` and ids of any shape: ``(*ids.shape, d)``. With ``buf`` (a contiguous
+    """``x[ids]`` for ``(N, d)`` rows ``x`` and int32 or int64 ids of any shape: ``(*ids.shape, d)``. With ``buf`` (a contiguous
     tensor of at least ``ids.numel()`` rows of width d, on ``x``'s device and of its dtype) the rows are written into
     it, and the result is a view of it, overwritten by the next call with the same buffer. A loop that gathers tens
     of MB per block into fresh memory pays that memory's page faults each time (on the machine of the README's
@@ -39,7 +39,7 @@ def gather_subgraphs(x: torch.Tensor, nbrs: torch.Tensor, sims: torch.Tensor,
         ``feats (B, K, d)`` and ``sims (B, K)``, on the device of ``x``.
     """
     nb = nbrs[idx]                       # (B, K)
-    return gather_rows(x, nb.to(device=x.device, dtype=torch.int64), buf), sims[idx].to(x.device)
+    return gather_rows(x, nb.to(x.device), buf), sims[idx].to(x.device)
 
 
 def as_tensor(a: np.ndarray | torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
